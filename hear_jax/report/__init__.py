@@ -1,0 +1,1 @@
+"""Outputs: hear-eval-kit's results JSON and the leaderboard."""
