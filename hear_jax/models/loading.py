@@ -1,0 +1,106 @@
+"""Model specs: `"name"` or `"name(key=value, ...)"` -> `EmbeddingModel`.
+
+A built-in model is a module `hear_jax.models.<name>` with a function
+`create(**options) -> EmbeddingModel`; it is found by module name, so adding a
+model means adding a module (no registry). Option values are Python literals,
+parsed with `ast.literal_eval`, never evaluated.
+
+  model = load_model("melstats(n_mels=128, context_ms=500.0)")
+  model = load_model("naive")
+
+The `hear:` prefix is reserved for HEAR-API PyTorch modules (not yet supported).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+from typing import Any
+
+from hear_jax.models import interface
+
+_PACKAGE = "hear_jax.models"
+_HEAR_PREFIX = "hear:"
+
+
+def load_model(spec: str) -> interface.EmbeddingModel:
+  """Builds the model named by `spec`; its `name` becomes the canonical spec."""
+  spec = spec.strip()
+  if spec.startswith(_HEAR_PREFIX):
+    raise ValueError(
+        f"model spec {spec!r}: HEAR-API PyTorch modules ('hear:<module>') are "
+        "not supported yet")
+  name, options = parse_spec(spec)
+  create = _find_create(name)
+  try:
+    inspect.signature(create).bind(**options)
+  except TypeError as e:
+    raise ValueError(f"model spec {spec!r}: bad options for {name!r}: {e}") from None
+  model = create(**options)
+  return dataclasses.replace(model, name=format_spec(name, options))
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+  """`"melstats(n_mels=128)"` -> `("melstats", {"n_mels": 128})`."""
+  try:
+    node = ast.parse(spec.strip(), mode="eval").body
+  except SyntaxError:
+    raise ValueError(
+        f"model spec {spec!r}: expected 'name' or 'name(key=value, ...)'") from None
+  if isinstance(node, ast.Name):
+    return node.id, {}
+  if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+    raise ValueError(
+        f"model spec {spec!r}: expected 'name' or 'name(key=value, ...)'")
+  if node.args or any(k.arg is None for k in node.keywords):
+    raise ValueError(
+        f"model spec {spec!r}: options must be given as key=value")
+  options = {}
+  for keyword in node.keywords:
+    try:
+      options[keyword.arg] = ast.literal_eval(keyword.value)
+    except ValueError:
+      raise ValueError(
+          f"model spec {spec!r}: option {keyword.arg!r} is not a Python "
+          f"literal: {ast.unparse(keyword.value)}") from None
+  return node.func.id, options
+
+
+def format_spec(name: str, options: dict[str, Any]) -> str:
+  """Inverse of `parse_spec`, with options sorted by key."""
+  if not options:
+    return name
+  return f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(options.items()))})"
+
+
+def available_models() -> list[str]:
+  """Names of the built-in models: modules of this package with `create`."""
+  package = importlib.import_module(_PACKAGE)
+  names = []
+  for info in pkgutil.iter_modules(package.__path__):
+    if info.ispkg or info.name.startswith("_"):
+      continue
+    try:
+      module = importlib.import_module(f"{_PACKAGE}.{info.name}")
+    except ImportError:  # A module needing an optional dependency is no built-in.
+      continue
+    if callable(getattr(module, "create", None)):
+      names.append(info.name)
+  return sorted(names)
+
+
+def _find_create(name: str):
+  try:
+    module = importlib.import_module(f"{_PACKAGE}.{name}")
+  except ModuleNotFoundError as e:
+    if e.name != f"{_PACKAGE}.{name}":
+      raise  # The model exists but one of its imports is missing.
+    module = None
+  create = getattr(module, "create", None)
+  if not callable(create):
+    raise ValueError(
+        f"unknown model {name!r}; built-in models: {', '.join(available_models())}")
+  return create
