@@ -36,6 +36,13 @@ REQUIRED_METADATA = (
 )
 
 
+def _milliseconds() -> tfds.features.Tensor:
+  # A plain float64 feature is stored as float32 (1999.999 ms would read
+  # back as 1999.9990234375); raw bytes keep HEAR's times exact.
+  return tfds.features.Tensor(shape=(), dtype=np.float64,
+                              encoding=tfds.features.Encoding.BYTES)
+
+
 def task_features() -> tfds.features.FeaturesDict:
   """The TFDS features of a HEAR task (same for scene and event tasks)."""
   return tfds.features.FeaturesDict({
@@ -44,8 +51,8 @@ def task_features() -> tfds.features.FeaturesDict:
       "labels": tfds.features.Sequence(tfds.features.Text()),
       "events": tfds.features.Sequence({
           "label": tfds.features.Text(),
-          "start": np.float64,
-          "end": np.float64,
+          "start": _milliseconds(),
+          "end": _milliseconds(),
       }),
   })
 

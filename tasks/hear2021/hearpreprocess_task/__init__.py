@@ -1,0 +1,1 @@
+"""`hearpreprocess_task`: any hearpreprocess task as TFDS, one config each."""
