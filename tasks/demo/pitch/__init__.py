@@ -1,0 +1,1 @@
+"""demo pitch task (nsynth_pitch-like); see pitch_dataset_builder."""
