@@ -13,6 +13,7 @@ import sys
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+import tensorflow_datasets as tfds
 
 from hear_jax import run
 
@@ -30,6 +31,7 @@ def main(argv: list[str]) -> None:
   workdir = _WORKDIR.value or config.workdir
   if not workdir:
     raise app.UsageError("give --workdir (or set config.workdir)")
+  tfds.disable_progress_bar()  # carriage-return bars spam logs
   try:
     table = run.evaluate(config, workdir)
   except (ValueError, FileNotFoundError) as e:

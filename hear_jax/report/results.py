@@ -30,12 +30,13 @@ def split_scores(
     epoch: int,
     time_in_min: float,
 ) -> dict[str, float]:
-  """One test split's row. `metrics[name]` holds the value under `name` and
-  any sub-scores (e.g. `f_measure`, `precision`, `recall`)."""
+  """One test split's row. `metrics[name]` is `metrics.compute_detailed`'s
+  dict: the score first, then any sub-scores (`f_measure`, `precision`, ...)."""
+  score = lambda name: float(next(iter(metrics[name].values())))
   row: dict[str, float] = {"test_loss": float(test_loss),
-                           "test_score": float(metrics[primary][primary])}
+                           "test_score": score(primary)}
   for name, values in metrics.items():
-    row[f"test_{name}"] = float(values[name])
+    row[f"test_{name}"] = score(name)
     for sub, value in values.items():
       if sub != name:
         row[f"test_{name}_{sub}"] = float(value)

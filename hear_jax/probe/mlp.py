@@ -1,0 +1,196 @@
+"""HEAR's shallow prediction head as pure functions over a params pytree.
+
+The architecture of hear-eval-kit's `FullyConnectedPrediction`
+(hear-reference.md §5.1): `hidden_layers` blocks of
+Linear -> BatchNorm1d -> Dropout -> ReLU, then a Linear to the labels.
+Every function is vmap-friendly: the initialization kind and the dropout
+rate may be traced per-member values.
+
+  shape = MlpShape(in_dim=512, n_labels=10, hidden_layers=2, hidden_dim=1024)
+  params, bn = init_mlp(jax.random.key(0), shape, xavier_normal=True)
+  logits, bn = apply_mlp(params, bn, x, train=True, dropout=0.1,
+                         key=jax.random.key(1))
+  loss = head_loss(logits, y, multilabel=False)
+  probs = head_probabilities(apply_mlp(params, bn, x)[0], multilabel=False)
+
+Params: {"hidden": ({"kernel" [in, H], "bias", "scale", "offset"}, ...),
+"output": {"kernel" [in, C], "bias"}}; BatchNorm state: ({"mean", "var"}, ...)
+with PyTorch's initial values (0 and 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.special
+import numpy as np
+import optax
+
+BATCHNORM_EPS = 1e-5
+# PyTorch's momentum: running = (1 - m) * running + m * batch.
+BATCHNORM_MOMENTUM = 0.1
+
+Params = dict
+BatchNormState = tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class MlpShape:
+  """The static shape of a head: everything that changes compiled code."""
+
+  in_dim: int
+  n_labels: int
+  hidden_layers: int
+  hidden_dim: int
+
+
+def _open_uniform(key: jax.Array, n: int) -> jax.Array:
+  # U(-1, 1) without -1 itself, so erfinv below stays finite (as in
+  # jax.random.normal).
+  low = np.nextafter(np.float32(-1.0), np.float32(1.0))
+  return jax.random.uniform(key, (n,), jnp.float32, low, 1.0)
+
+
+def init_mlp(key: jax.Array, shape: MlpShape,
+             xavier_normal: bool | jax.Array) -> tuple[Params, BatchNormState]:
+  """Fresh parameters and BatchNorm running statistics for one head.
+
+  Kernels follow torch.nn.init.xavier_uniform_ / xavier_normal_ (the normal
+  one untruncated, as in PyTorch), with gain `calculate_gain(previous
+  activation)`: 1 for the first Linear (HEAR assumes a linear activation
+  before the embedding) and sqrt(2) for every Linear after a ReLU, the
+  output layer included. Biases keep PyTorch's nn.Linear default
+  U(+-1/sqrt(fan_in)). BatchNorm starts at scale 1, offset 0, running mean 0
+  and running variance 1.
+
+  `xavier_normal` may be a traced per-member bool: both variants come from
+  the same uniform draw u (normal = sqrt(2) erfinv(u)), so one random op
+  initialises the whole head, which keeps compilation short.
+  """
+  dims = [shape.in_dim] + [shape.hidden_dim] * shape.hidden_layers
+  dims.append(shape.n_labels)
+  sizes = [a * b + b for a, b in zip(dims[:-1], dims[1:])]
+  u = _open_uniform(key, sum(sizes))
+  offsets = np.cumsum([0] + sizes)
+  layers = []
+  for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+    gain = 1.0 if i == 0 else math.sqrt(2.0)
+    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+    flat = u[offsets[i]:offsets[i + 1]]
+    w = flat[:fan_in * fan_out].reshape(fan_in, fan_out)
+    kernel = jnp.where(xavier_normal,
+                       std * math.sqrt(2.0) * jax.scipy.special.erfinv(w),
+                       math.sqrt(3.0) * std * w)
+    bias = flat[fan_in * fan_out:] / math.sqrt(fan_in)
+    layers.append({"kernel": kernel, "bias": bias})
+  hidden = tuple(
+      {**layer, "scale": jnp.ones((shape.hidden_dim,), jnp.float32),
+       "offset": jnp.zeros((shape.hidden_dim,), jnp.float32)}
+      for layer in layers[:-1])
+  bn_state = tuple(
+      {"mean": jnp.zeros((shape.hidden_dim,), jnp.float32),
+       "var": jnp.ones((shape.hidden_dim,), jnp.float32)}
+      for _ in layers[:-1])
+  return {"hidden": hidden, "output": layers[-1]}, bn_state
+
+
+def batch_norm_train(h: jax.Array, layer: Params, stats: dict,
+                     mask: jax.Array | None = None) -> tuple[jax.Array, dict]:
+  """BatchNorm1d in training mode, with PyTorch's running-stat update.
+
+  Normalises with the biased batch variance but feeds the unbiased one
+  (n / (n - 1)) into the running variance, as torch does; a batch of one row
+  therefore has no defined update (the trainer never builds one). `mask`
+  [N] (1 = real row) restricts the statistics to the real rows of a padded
+  batch.
+  """
+  if mask is None:
+    n = h.shape[0]
+    mean = jnp.mean(h, axis=0)
+    var = jnp.mean(jnp.square(h - mean), axis=0)
+    unbiased = var * (n / max(n - 1, 1))
+  else:
+    w = mask[:, None]
+    n = jnp.sum(mask)
+    mean = jnp.sum(h * w, axis=0) / n
+    var = jnp.sum(jnp.square(h - mean) * w, axis=0) / n
+    unbiased = var * (n / jnp.maximum(n - 1, 1))
+  y = (h - mean) * jax.lax.rsqrt(var + BATCHNORM_EPS)
+  y = y * layer["scale"] + layer["offset"]
+  m = BATCHNORM_MOMENTUM
+  new_stats = {"mean": (1 - m) * stats["mean"] + m * mean,
+               "var": (1 - m) * stats["var"] + m * unbiased}
+  return y, new_stats
+
+
+def batch_norm_eval(h: jax.Array, layer: Params, stats: dict) -> jax.Array:
+  y = (h - stats["mean"]) * jax.lax.rsqrt(stats["var"] + BATCHNORM_EPS)
+  return y * layer["scale"] + layer["offset"]
+
+
+def apply_mlp(params: Params, bn_state: BatchNormState, x: jax.Array, *,
+              train: bool = False, dropout: float | jax.Array = 0.0,
+              key: jax.Array | None = None, mask: jax.Array | None = None
+              ) -> tuple[jax.Array, BatchNormState]:
+  """Logits [N, C] and the (updated in training) BatchNorm state.
+
+  In training mode BatchNorm uses batch statistics (over the rows where
+  `mask` is 1, if given) and inverted dropout zeroes units with probability
+  `dropout`, which needs `key`. In eval mode the running statistics are used
+  and the state comes back unchanged.
+  """
+  hidden = params["hidden"]
+  if train and key is None and hidden:
+    raise ValueError("apply_mlp: train=True needs a dropout `key`")
+  if train and hidden:
+    # One draw for every layer's dropout mask (one random op to compile).
+    width = hidden[0]["kernel"].shape[1]
+    noise = jax.random.uniform(key, (len(hidden), x.shape[0], width))
+  h = x
+  new_state = []
+  for i, (layer, stats) in enumerate(zip(hidden, bn_state)):
+    h = h @ layer["kernel"] + layer["bias"]
+    if train:
+      h, stats = batch_norm_train(h, layer, stats, mask)
+      keep_prob = 1.0 - dropout
+      h = jnp.where(noise[i] < keep_prob, h / keep_prob, 0.0)
+    else:
+      h = batch_norm_eval(h, layer, stats)
+    h = jax.nn.relu(h)
+    new_state.append(stats)
+  logits = h @ params["output"]["kernel"] + params["output"]["bias"]
+  return logits, tuple(new_state)
+
+
+def head_losses(logits: jax.Array, targets: jax.Array, *,
+                multilabel: bool) -> jax.Array:
+  """Per-row loss [N]: HEAR's loss before its mean reduction.
+
+  Multiclass: cross-entropy against argmax(one-hot target). Multilabel (and
+  every event task): BCE with logits, averaged over classes, so the mean of
+  these rows is BCEWithLogitsLoss's mean over batch x classes.
+  """
+  if multilabel:
+    bce = optax.sigmoid_binary_cross_entropy(logits, targets)
+    return jnp.mean(bce, axis=-1)
+  labels = jnp.argmax(targets, axis=-1)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def head_loss(logits: jax.Array, targets: jax.Array, *, multilabel: bool,
+              mask: jax.Array | None = None) -> jax.Array:
+  """HEAR's training loss: the mean of `head_losses` (over `mask`ed rows)."""
+  losses = head_losses(logits, targets, multilabel=multilabel)
+  if mask is None:
+    return jnp.mean(losses)
+  return jnp.sum(losses * mask) / jnp.sum(mask)
+
+
+def head_probabilities(logits: jax.Array, *, multilabel: bool) -> jax.Array:
+  """Sigmoid (multilabel) or softmax (multiclass) over the last axis."""
+  if multilabel:
+    return jax.nn.sigmoid(logits)
+  return jax.nn.softmax(logits, axis=-1)

@@ -1,0 +1,204 @@
+"""HEAR's downstream protocol for one task and one model's embeddings.
+
+  doc = evaluate_task(task_info, split_embeddings, config.probe, key,
+                      embedding_path=...)   # test.predicted-scores.json
+
+Splits (hear-reference §5.4): train/valid/test tasks have one data split;
+k-fold tasks have k, where split i tests on fold i, validates on fold i+1
+(mod k) and trains on the rest. Every grid point trains on split 0 (as one
+vmapped program, `trainer.fit_probes`); the best by validation score is
+retrained from scratch on every other split; each split's best checkpoint is
+scored on its test fold with every metric of the task.
+
+Event tasks train on frames (labels from the events, `events.frame_targets`)
+and are validated and tested on events made from the frame probabilities
+(`events.frames_to_events`), with the post-processing chosen at each
+validation check kept with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Mapping, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from hear_jax import metrics
+from hear_jax.data.task import TaskInfo
+from hear_jax.embed import SplitEmbeddings
+from hear_jax.probe import events
+from hear_jax.probe import grid
+from hear_jax.probe import trainer
+from hear_jax.report import results
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSplit:
+  train: tuple[str, ...]
+  valid: str
+  test: str
+
+
+def data_splits(info: TaskInfo) -> list[DataSplit]:
+  """hear-eval-kit's train/valid/test assignment of the task's splits."""
+  names = info.splits
+  if set(names) == {"train", "valid", "test"}:
+    return [DataSplit(("train",), "valid", "test")]
+  folds = sorted(names)
+  if len(folds) < 3:
+    raise ValueError(f"task {info.name}: splits {list(names)} are neither"
+                     " train/valid/test nor >= 3 folds")
+  k = len(folds)
+  return [DataSplit(tuple(f for j, f in enumerate(folds)
+                          if j not in (i, (i + 1) % k)),
+                    folds[(i + 1) % k], folds[i]) for i in range(k)]
+
+
+def label_matrix(labels: Sequence[Sequence[str]], vocab: Sequence[str],
+                 task: str) -> np.ndarray:
+  """Multi-hot targets [N, C] from per-clip label lists."""
+  index = {label: i for i, label in enumerate(vocab)}
+  y = np.zeros((len(labels), len(vocab)), np.float32)
+  for row, clip_labels in enumerate(labels):
+    for label in clip_labels:
+      if label not in index:
+        raise ValueError(f"task {task}: label {label!r} is not in the label"
+                         " vocabulary")
+      y[row, index[label]] = 1.0
+  return y
+
+
+@dataclasses.dataclass(frozen=True)
+class _Examples:
+  """The rows the probe sees for some splits, and how to score them."""
+
+  x: np.ndarray
+  y: np.ndarray
+  ids: tuple[str, ...] = ()
+  file_index: np.ndarray | None = None  # event tasks: row -> ids index
+  timestamps_ms: np.ndarray | None = None
+  reference_events: dict[str, list[dict[str, Any]]] | None = None
+
+
+def _examples(info: TaskInfo, splits: Sequence[SplitEmbeddings]) -> _Examples:
+  vocab = info.label_vocabulary
+  x = np.concatenate([s.x for s in splits])
+  if info.embedding_type != "event":
+    y = np.concatenate([label_matrix(s.labels, vocab, info.name)
+                        for s in splits])
+    return _Examples(x, y)
+  ids, file_index, timestamps, ys, reference = [], [], [], [], {}
+  for s in splits:
+    ys.append(events.frame_targets(s.events, s.file_index, s.timestamps_ms,
+                                   vocab))
+    file_index.append(s.file_index + len(ids))
+    timestamps.append(s.timestamps_ms)
+    for clip_id, clip_events in zip(s.ids, s.events):
+      reference[clip_id] = [dict(e) for e in clip_events]
+    ids.extend(s.ids)
+  return _Examples(x, np.concatenate(ys), tuple(ids),
+                   np.concatenate(file_index), np.concatenate(timestamps),
+                   reference)
+
+
+def _predicted_events(info: TaskInfo, ex: _Examples, probs: np.ndarray,
+                      postprocessing: Mapping[str, float]):
+  return events.frames_to_events(probs, ex.file_index, ex.timestamps_ms,
+                                 ex.ids, info.label_vocabulary,
+                                 **postprocessing)
+
+
+def _score_fn(info: TaskInfo, valid: _Examples):
+  """The validation monitor: the primary metric (events: best post-proc.)."""
+  primary = info.primary_metric
+  vocab = info.label_vocabulary
+  if info.embedding_type != "event":
+    return lambda probs: metrics.compute(primary, probs, valid.y,
+                                         label_vocab=vocab)
+  combos = events.postprocessing_grid(info.metadata)
+
+  def score(probs):
+    def combo_score(combo):
+      return metrics.compute(primary, _predicted_events(info, valid, probs,
+                                                        combo),
+                             valid.reference_events, label_vocab=vocab)
+    return events.select_postprocessing(combos, combo_score)
+  return score
+
+
+def _test_metrics(info: TaskInfo, test: _Examples, probs: np.ndarray,
+                  postprocessing: Mapping[str, float] | None):
+  vocab = info.label_vocabulary
+  if info.embedding_type != "event":
+    return {name: metrics.compute_detailed(name, probs, test.y,
+                                           label_vocab=vocab)
+            for name in info.evaluation}
+  predicted = _predicted_events(info, test, probs, postprocessing)
+  return {name: metrics.compute_detailed(name, predicted,
+                                         test.reference_events,
+                                         label_vocab=vocab)
+          for name in info.evaluation}
+
+
+def task_grid(info: TaskInfo,
+              probe_config: ml_collections.ConfigDict) -> list[grid.HParams]:
+  """HEAR's grid for the task, with the config's overrides on top."""
+  overrides = grid.task_overrides(info.metadata)
+  for field in ("max_epochs", "patience", "check_val_every_n_epoch"):
+    value = probe_config.get(field)
+    if value is not None:
+      overrides[field] = value
+  return grid.hear_grid(probe_config.grid, probe_config.grid_points,
+                        **overrides)
+
+
+def evaluate_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
+                  probe_config: ml_collections.ConfigDict, key: jax.Array,
+                  *, embedding_path: str) -> dict[str, Any]:
+  """Runs HEAR's protocol; returns the test.predicted-scores.json document."""
+  multilabel = (info.prediction_type == "multilabel"
+                or info.embedding_type == "event")
+  use_scoring = info.metadata.get("use_scoring_for_early_stopping", True)
+  maximize = (metrics.higher_is_better(info.primary_metric) if use_scoring
+              else False)
+  points = task_grid(info, probe_config)
+  per_split, selected, postprocessing = {}, None, []
+  for i, plan in enumerate(data_splits(info)):
+    start = time.perf_counter()
+    train = _examples(info, [splits[s] for s in plan.train])
+    valid = _examples(info, [splits[plan.valid]])
+    test = _examples(info, [splits[plan.test]])
+    fits = trainer.fit_probes(
+        train.x, train.y, valid.x, valid.y,
+        points if selected is None else [selected],
+        multilabel=multilabel,
+        score_fn=_score_fn(info, valid) if use_scoring else None,
+        maximize=maximize, key=jax.random.fold_in(key, i),
+        shuffle_train=probe_config.shuffle_train)
+    # HEAR ranks points by best validation score; a tie goes to the earlier.
+    order = sorted(range(len(fits)), key=lambda j: (
+        -fits[j].best_score if maximize else fits[j].best_score, j))
+    best = fits[order[0]]
+    if selected is None:
+      selected = best.hparams
+    # Loss-monitored event tasks (MAESTRO) have a single combination and
+    # never choose one at validation.
+    chosen = best.best_extra or (events.postprocessing_grid(info.metadata)[0]
+                                 if info.embedding_type == "event" else None)
+    if not postprocessing and chosen:
+      postprocessing = sorted(chosen.items())
+    prediction = trainer.predict_split(best, test.x, test.y)
+    scores = _test_metrics(info, test, prediction.probs, chosen)
+    per_split[plan.test] = results.split_scores(
+        info.primary_metric, scores, test_loss=prediction.loss,
+        validation_score=best.best_score, epoch=best.best_epoch,
+        time_in_min=(time.perf_counter() - start) / 60)
+  return results.predicted_scores(
+      per_split, hparams=dataclasses.asdict(selected),
+      postprocessing=postprocessing,
+      score_mode="max" if metrics.higher_is_better(info.primary_metric)
+      else "min",
+      embedding_path=embedding_path)
