@@ -62,11 +62,12 @@ def _check_task_paths(config: ml_collections.ConfigDict) -> None:
 def embed_task(model: EmbeddingModel, model_spec: str, task: Task,
                builder: Any, cache_dir: str,
                config: ml_collections.ConfigDict
-               ) -> tuple[dict[str, embed.SplitEmbeddings], float]:
-  """Every split's embeddings (cached); returns them and seconds spent."""
+               ) -> tuple[dict[str, embed.SplitEmbeddings], str, float]:
+  """Every split's embeddings (cached); returns them, a fingerprint of what
+  they were made from, and the seconds spent."""
   start = time.perf_counter()
   batch_samples = int(config.embed.batch_seconds * model.sample_rate)
-  splits = {}
+  splits, fingerprints = {}, []
   for split in task.info.splits:
     fingerprint = json.dumps({
         "model": model_spec, "dataset": builder.info.full_name,
@@ -74,6 +75,7 @@ def embed_task(model: EmbeddingModel, model_spec: str, task: Task,
                   else None,
         "split": split, "examples": len(task.source[split]),
     }, sort_keys=True)
+    fingerprints.append(fingerprint)
     path = os.path.join(cache_dir, f"{split}.npz")
     splits[split], cached = embed.cached_split_embeddings(
         path, fingerprint,
@@ -82,7 +84,35 @@ def embed_task(model: EmbeddingModel, model_spec: str, task: Task,
             batch_samples=batch_samples))
     logging.info("%s / %s / %s: %d rows%s", model_spec, task.info.name, split,
                  len(splits[split].x), " (cached)" if cached else "")
-  return splits, time.perf_counter() - start
+  return splits, "\n".join(fingerprints), time.perf_counter() - start
+
+
+def probe_task(task: Task, splits: dict[str, embed.SplitEmbeddings],
+               embeddings_fingerprint: str, out_dir: str,
+               config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """HEAR's protocol on the embeddings, or its saved result when nothing it
+  depends on changed (`prediction-done.json` records what it was made from)."""
+  scores_path = os.path.join(out_dir, "test.predicted-scores.json")
+  done_path = os.path.join(out_dir, "prediction-done.json")
+  fingerprint = json.dumps({
+      "probe": config.probe.to_dict(), "seed": config.seed,
+      "embeddings": embeddings_fingerprint}, sort_keys=True)
+  if os.path.exists(done_path) and os.path.exists(scores_path):
+    with open(done_path) as f:
+      if json.load(f).get("fingerprint") == fingerprint:
+        with open(scores_path) as g:
+          return json.load(g)
+  start = time.perf_counter()
+  task_key = jax.random.fold_in(jax.random.key(config.seed),
+                                zlib.crc32(task.info.name.encode()))
+  embedding_path = os.path.join(out_dir, "embeddings")
+  doc = protocol.evaluate_task(task.info, splits, config.probe, task_key,
+                               embedding_path=embedding_path)
+  results.write_json(scores_path, doc)
+  results.write_json(done_path, {
+      "time": time.perf_counter() - start, "embedding_path": embedding_path,
+      "grid_points": config.probe.grid_points, "fingerprint": fingerprint})
+  return doc
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -99,18 +129,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
   for task_spec in config.tasks:
     builder = task_specs.prepare_task(task_spec, data_dir)
     task = load_task(builder)
-    task_key = jax.random.fold_in(jax.random.key(config.seed),
-                                  zlib.crc32(task.info.name.encode()))
     for spec, model in models.items():
       out_dir = os.path.join(workdir, slug(spec), task.info.name)
-      splits, embed_seconds = embed_task(
+      splits, fingerprint, embed_seconds = embed_task(
           model, spec, task, builder, os.path.join(out_dir, "embeddings"),
           config)
-      doc = protocol.evaluate_task(task.info, splits, config.probe, task_key,
-                                embedding_path=os.path.join(out_dir,
-                                                            "embeddings"))
-      results.write_json(os.path.join(out_dir, "test.predicted-scores.json"),
-                         doc)
+      doc = probe_task(task, splits, fingerprint, out_dir, config)
       score, std = results.reported_score(doc)
       rows.append(leaderboard.LeaderboardRow(
           spec, task.info.name, task.info.primary_metric, score, std))

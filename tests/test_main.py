@@ -87,3 +87,22 @@ def test_unknown_model_fails_before_work(tmp_path):
   assert proc.returncode != 0
   assert "nosuchmodel" in proc.stderr and "Traceback" not in proc.stderr
   assert not os.path.exists(tmp_path / "tfds")
+
+
+def test_refit_without_result_cache_gives_identical_scores(tiny_run):
+  workdir, _ = tiny_run
+  before = open(os.path.join(workdir, "leaderboard.csv")).read()
+  docs = {}
+  for root, _, files in os.walk(workdir):
+    if "prediction-done.json" in files:
+      os.remove(os.path.join(root, "prediction-done.json"))
+      docs[root] = json.load(open(os.path.join(
+          root, "test.predicted-scores.json")))
+  assert len(docs) == 6
+  proc = _main("--config=configs/demo.py:tiny", f"--workdir={workdir}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert open(os.path.join(workdir, "leaderboard.csv")).read() == before
+  for root, doc in docs.items():
+    again = json.load(open(os.path.join(root, "test.predicted-scores.json")))
+    for key in ("test_score", "test_loss", "validation_score", "epoch"):
+      assert again["test"][key] == doc["test"][key], (root, key)
