@@ -133,25 +133,39 @@ def mean_average_precision(predictions: np.ndarray, targets: np.ndarray) -> floa
   return float(np.mean(average_precision_per_class(predictions, targets)))
 
 
+def _trapezoidal_auc(scores: np.ndarray, positives: np.ndarray) -> float:
+  """One class's ROC AUC, with scikit-learn's exact arithmetic.
+
+  The area is the same as the rank-sum (Mann-Whitney) form, but HEAR's
+  d_prime takes norm.ppf of it, so a perfect class's rounding (1.0 or
+  0.9999999999999998) decides between inf and about 8.3: follow
+  `roc_curve(drop_intermediate=True)` and `np.trapezoid` step by step.
+  """
+  order = np.argsort(-scores, kind="stable")
+  sorted_scores, sorted_pos = scores[order], positives[order]
+  thresholds = np.r_[np.nonzero(np.diff(sorted_scores))[0], len(scores) - 1]
+  tps = np.cumsum(sorted_pos, dtype=np.float64)[thresholds]
+  fps = 1 + thresholds.astype(np.float64) - tps
+  if len(fps) > 2:
+    keep = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
+    fps, tps = fps[keep], tps[keep]
+  tpr = np.r_[0.0, tps] / tps[-1]
+  fpr = np.r_[0.0, fps] / fps[-1]
+  return float(np.trapezoid(tpr, fpr))
+
+
 def roc_auc_per_class(predictions: np.ndarray, targets: np.ndarray) -> np.ndarray:
   """ROC AUC of every class, shape [C]; NaN where a class has one target value.
 
-  Uses the rank-sum (Mann-Whitney) form with average ranks for ties, which is
-  exactly the trapezoidal area scikit-learn computes (a tie between a
-  positive and a negative earns half a pair).
+  One vectorised pass per class (sorting, cumulative counts, trapezoids), as
+  scikit-learn computes it, so results agree to the last bit.
   """
   predictions, targets = _check_inputs(predictions, targets)
-  scores, positives = _sorted_by_class(predictions, targets, descending=False)
-  group_first, group_last = _tie_groups(scores)
-  average_rank = (group_first + group_last) / 2 + 1
+  auc = np.full(targets.shape[1], np.nan)
   n_positive = targets.sum(axis=0)
-  n_negative = targets.shape[0] - n_positive
-  rank_sum = np.sum(average_rank * positives, axis=1)
-  mann_whitney_u = rank_sum - n_positive * (n_positive + 1) / 2
-  defined = (n_positive > 0) & (n_negative > 0)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    auc = mann_whitney_u / (n_positive * n_negative)
-  return np.where(defined, auc, np.nan)
+  for c in np.nonzero((n_positive > 0) & (n_positive < targets.shape[0]))[0]:
+    auc[c] = _trapezoidal_auc(predictions[:, c], targets[:, c])
+  return auc
 
 
 def _auc_or_nan(predictions: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
