@@ -16,6 +16,10 @@ $(VENV)/.core: pyproject.toml
 
 $(VENV)/.test: $(VENV)/.core
 	$(PIP) install -e ".[test]"
+	# The torch bridge's tests run the real HEAR baselines; their wheels pin
+	# ancient numpy/TF, so they come without their declared dependencies.
+	$(PIP) install torch==2.13.0 "setuptools<81" resampy==0.4.3 librosa
+	$(PIP) install --no-deps torchcrepe==0.0.24 hearbaseline==2021.1.1
 	touch $@
 
 install: $(VENV)/.core

@@ -15,6 +15,10 @@ needs, so every run has the same fields and a misspelt override fails at once
 
 from __future__ import annotations
 
+import difflib
+import glob
+import os
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -24,7 +28,10 @@ def default_config() -> ml_collections.ConfigDict:
   # One model spec, or several separated by commas: "melstats,naive".
   config.model = "melstats"
   # Task specs: "demo/pitch" (a builder under tasks/, optionally with a
-  # builder config: "demo/pitch/tiny") or "hearpreprocess:<dir or tarball>".
+  # builder config: "demo/pitch/tiny") or "hearpreprocess:<dir or tarball>"
+  # (any task), "hear2021:<task dir>:<dir or tarball>" (a HEAR 2021 task,
+  # checked against hear_jax/data/hear2021_catalogue.py) or
+  # "heareval:<embeddings dir>" (embeddings from heareval's runner).
   config.tasks = []
   # Where results go; the --workdir flag wins over this.
   config.workdir = ""
@@ -32,6 +39,16 @@ def default_config() -> ml_collections.ConfigDict:
   config.data_dir = ""
   # Root of every PRNG key of the run (probe initialisation, dropout).
   config.seed = 0
+  # The <rate>/ audio of hearpreprocess: tasks to read (unset: the only rate
+  # a task directory or tarball holds).
+  config.task_sample_rate = config_dict.placeholder(int)
+  # A second run on a busy workdir stops at once with a message naming the
+  # holder (0), or waits up to this many seconds for it to finish.
+  config.lock_wait_seconds = 0.0
+  # Seconds between saves of the probe's training state (at a validation
+  # check), so a killed run resumes mid-training; 0 saves at every check,
+  # a negative value never. Results do not depend on it.
+  config.probe_checkpoint_seconds = 60.0
 
   config.embed = ml_collections.ConfigDict()
   # Seconds of audio (at the model's rate) per embedding batch.
@@ -47,4 +64,89 @@ def default_config() -> ml_collections.ConfigDict:
   config.probe.check_val_every_n_epoch = config_dict.placeholder(int)
   # HEAR 2021.1.x never reshuffles training data (hear-reference §5.3).
   config.probe.shuffle_train = False
+
+  # Also write every task's embeddings in hear-eval-kit's layout, under
+  # <workdir>/heareval/<model>/<task dir>/, for heareval.predictions.runner.
+  config.export_heareval = False
   return config
+
+
+# Where the per-task configs look for hearpreprocess output by default.
+HEAR_DATA_DIR = "data/hear2021"
+
+
+def hear_data_path(task_dir: str, data_dir: str = HEAR_DATA_DIR) -> str:
+  """`<data_dir>/<task dir>` if unpacked there, else a tarball of it in
+  `data_dir` (Zenodo's hear2021-<task dir>-48000.tar.gz, or any rate), else
+  the directory path, so a missing task is reported by that name."""
+  directory = os.path.join(data_dir, task_dir)
+  if os.path.isdir(directory):
+    return directory
+  tarballs = sorted(glob.glob(os.path.join(data_dir,
+                                           f"*{task_dir}-*.tar.gz")))
+  return tarballs[-1] if tarballs else directory
+
+
+def hear_task_config(task_dir: str, arg: str | None = None,
+                     variants: tuple[str, ...] = ()
+                     ) -> ml_collections.ConfigDict:
+  """The config of one HEAR 2021 catalogue task (its hearpreprocess task
+  directory name, e.g. "esc50-v2.0.0-full"), checked against the catalogue.
+
+  `arg` (the config file's `:arg`) is the data path, a task directory or
+  tarball; default `hear_data_path(task_dir)`. It may instead name one of
+  the task's other modes or `variants` (e.g. "beehive_states_fold1-v2-full"),
+  which is then read from its default path.
+  """
+  from hear_jax.data import hear2021_catalogue  # pylint: disable=g-import-not-at-top
+  entry = hear2021_catalogue.entry(task_dir)
+  others = {e.task_dir for e in hear2021_catalogue.TASKS.values()
+            if e.task_name == entry.task_name} | set(variants)
+  if arg in others:
+    task_dir, arg = arg, None
+  config = default_config()
+  config.model = "melstats"
+  config.tasks = [f"hear2021:{task_dir}:{arg or hear_data_path(task_dir)}"]
+  config.workdir = f"runs/{task_dir}"
+  return config
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Refuses fields `default_config` does not have (a config file's typo is
+  otherwise a silently ignored setting) and values no run can use; one-line
+  ValueErrors naming the field."""
+  _check_fields(config, default_config(), "config")
+  if not config.tasks:
+    raise ValueError("config.tasks: no task given")
+  if config.embed.batch_seconds <= 0:
+    raise ValueError("config.embed.batch_seconds: must be > 0, got"
+                     f" {config.embed.batch_seconds}")
+  if config.task_sample_rate is not None and config.task_sample_rate <= 0:
+    raise ValueError("config.task_sample_rate: must be > 0 Hz, got"
+                     f" {config.task_sample_rate}")
+  if config.lock_wait_seconds < 0:
+    raise ValueError("config.lock_wait_seconds: must be >= 0, got"
+                     f" {config.lock_wait_seconds}")
+  from hear_jax.probe import grid  # pylint: disable=g-import-not-at-top
+  overrides = {f: config.probe[f] for f in ("max_epochs", "patience",
+                                            "check_val_every_n_epoch")
+               if config.probe[f] is not None}
+  try:
+    grid.hear_grid(config.probe.grid, config.probe.grid_points, **overrides)
+  except ValueError as e:
+    raise ValueError(f"config.probe: {e}") from None
+
+
+def _check_fields(config: ml_collections.ConfigDict,
+                  reference: ml_collections.ConfigDict, where: str) -> None:
+  for key in config.keys():
+    if key not in reference:
+      close = difflib.get_close_matches(key, list(reference.keys()), n=1)
+      hint = f" (did you mean {where}.{close[0]}?)" if close else ""
+      raise ValueError(f"{where}.{key}: no such config field{hint}; the"
+                       " fields are those of hear_jax.config.default_config()")
+    if isinstance(reference[key], ml_collections.ConfigDict):
+      if not isinstance(config[key], ml_collections.ConfigDict):
+        raise ValueError(f"{where}.{key}: must be a ConfigDict of fields,"
+                         f" got {type(config[key]).__name__}")
+      _check_fields(config[key], reference[key], f"{where}.{key}")

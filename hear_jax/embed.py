@@ -11,19 +11,32 @@ Audio is handed to the model at the model's own rate: clips are resampled
 with soxr (the resampler family hearpreprocess uses through ffmpeg) when the
 task's rate differs. Clips are grouped by length and batched by a sample
 budget, the last batch padded, so each length compiles once.
+
+Model output is checked batch by batch (layout, rows, dtype, declared size,
+finite values, timestamps that increase and lie within the clip); a model
+that breaks its contract stops the run with a ValueError naming the model,
+task, batch and clip. A cached split is used only if it is intact and its
+fingerprint (`cache_fingerprint`: hear_jax version, model spec, weights
+digest, batching, the data's content digest) matches; a damaged cache file
+is logged and recomputed. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import logging
 import os
-from typing import Any, Callable
+import zipfile
+import zlib
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 import soxr
 
+import hear_jax
 from hear_jax.data.task import SplitAudio, TaskInfo
 from hear_jax.models.interface import EmbeddingModel
 
@@ -59,16 +72,67 @@ def _batch_size(length: int, batch_samples: int) -> int:
 
 
 def _check_output(model: EmbeddingModel, task: str, what: str, emb: np.ndarray,
-                  width: int, batch: int) -> None:
-  """Stops a model that breaks its own contract, naming model/task/batch."""
+                  width: int, batch: int, rows: int) -> None:
+  """Stops a model whose output breaks its own contract (layout, rows,
+  dtype, declared size), naming model/task/batch; `rows` is the batch's row
+  count, padding included."""
   where = f"model {model.name!r} on task {task!r}, batch {batch}"
+  ndim = 3 if what == "timestamp" else 2
+  layout = "[B, F, D]" if what == "timestamp" else "[B, D]"
+  if emb.ndim != ndim:
+    raise ValueError(f"{where}: {what} embeddings have shape {emb.shape},"
+                     f" expected {layout}")
+  if emb.shape[0] != rows:
+    raise ValueError(f"{where}: {what} embeddings have {emb.shape[0]} rows"
+                     f" for a batch of {rows} clips")
   if emb.dtype != np.float32:
     raise ValueError(f"{where}: {what} embeddings are {emb.dtype}, not float32")
   if emb.shape[-1] != width:
     raise ValueError(f"{where}: {what} embeddings have size {emb.shape[-1]},"
                      f" but the model declares {width}")
-  if not np.all(np.isfinite(emb)):
-    raise ValueError(f"{where}: {what} embeddings contain NaN or Inf")
+
+
+def _check_values(model: EmbeddingModel, task: str, what: str,
+                  emb: np.ndarray, batch: int, ids: Sequence[str]) -> None:
+  """NaN/Inf in the rows of real clips (padding rows are dropped unseen)."""
+  bad = ~np.isfinite(emb.reshape(len(emb), -1)).all(axis=1)
+  if bad.any():
+    raise ValueError(f"model {model.name!r} on task {task!r}, batch {batch}:"
+                     f" {what} embeddings contain NaN or Inf (clip"
+                     f" {ids[int(np.argmax(bad))]!r})")
+
+
+def _check_timestamps(model: EmbeddingModel, task: str, emb: np.ndarray,
+                      ts: np.ndarray, batch: int, clip_ms: float,
+                      ids: Sequence[str]) -> None:
+  """Timestamps [B, F] match the embeddings, increase, and lie in the clip.
+
+  Values are checked for the real clips, the first `len(ids)` rows. A
+  clip's frame centres must lie in [0, clip_ms] (hear-validator's rule: none
+  past the end), with 1e-3 ms of slack for float32 rounding.
+  """
+  where = f"model {model.name!r} on task {task!r}, batch {batch}"
+  if ts.shape != emb.shape[:2]:
+    raise ValueError(f"{where}: timestamps have shape {ts.shape}, expected"
+                     f" [B, F] = {emb.shape[:2]} like the embeddings")
+  if ts.shape[1] < 1:
+    raise ValueError(f"{where}: no frames (F = 0) for a {clip_ms:g} ms clip")
+  if not np.issubdtype(ts.dtype, np.floating):
+    raise ValueError(f"{where}: timestamps are {ts.dtype}, not float")
+  for row, clip in zip(ts[:len(ids)], ids):
+    if not np.all(np.isfinite(row)):
+      raise ValueError(f"{where}: timestamps of clip {clip!r} contain NaN or"
+                       " Inf")
+    steps = np.diff(row)
+    if np.any(steps <= 0):
+      i = int(np.argmax(steps <= 0))
+      raise ValueError(f"{where}: timestamps of clip {clip!r} do not increase"
+                       f" ({row[i]:g} ms then {row[i + 1]:g} ms at frame"
+                       f" {i + 1})")
+    if row[0] < -1e-3 or row[-1] > clip_ms + 1e-3:
+      raise ValueError(f"{where}: timestamps of clip {clip!r} run from"
+                       f" {row[0]:g} to {row[-1]:g} ms, outside the"
+                       f" {clip_ms:g} ms clip")
 
 
 def embed_split(
@@ -99,17 +163,25 @@ def embed_split(
       audio = np.zeros((size, length), np.float32)
       for row, i in enumerate(chunk):
         audio[row] = clips[i]
+      ids = [split.ids[i] for i in chunk]
       if event:
         emb, ts = fn(model.params, audio)
-        emb, ts = np.asarray(emb), np.asarray(ts, np.float64)
+        emb, ts = np.asarray(emb), np.asarray(ts)
         _check_output(model, task.name, "timestamp", emb,
-                      model.timestamp_embedding_size, batch_no)
+                      model.timestamp_embedding_size, batch_no, size)
+        _check_values(model, task.name, "timestamp", emb[:len(chunk)],
+                      batch_no, ids)
+        _check_timestamps(model, task.name, emb, ts, batch_no,
+                          1000.0 * length / model.sample_rate, ids)
+        ts = ts.astype(np.float64)
         for row, i in enumerate(chunk):
           outputs[i] = (emb[row], ts[row])
       else:
         emb = np.asarray(fn(model.params, audio))
         _check_output(model, task.name, "scene", emb,
-                      model.scene_embedding_size, batch_no)
+                      model.scene_embedding_size, batch_no, size)
+        _check_values(model, task.name, "scene", emb[:len(chunk)], batch_no,
+                      ids)
         for row, i in enumerate(chunk):
           outputs[i] = emb[row]
       batch_no += 1
@@ -130,6 +202,75 @@ def embed_split(
                          timestamps, audio_seconds=seconds)
 
 
+_PARAMS_DIGESTS: dict[int, tuple[Any, str]] = {}
+
+
+def params_digest(params: Any) -> str:
+  """sha256 of a params pytree (paths, dtypes, shapes, bytes); remembered
+  per params object, so a run hashes each model's weights once."""
+  seen = _PARAMS_DIGESTS.get(id(params))
+  if seen is not None and seen[0] is params:
+    return seen[1]
+  digest = hashlib.sha256()
+  leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+  for path, leaf in leaves:
+    array = np.ascontiguousarray(np.asarray(leaf))
+    if array.dtype.hasobject:  # not an array: its repr is what is known
+      digest.update(f"{jax.tree_util.keystr(path)}:{leaf!r}".encode())
+      continue
+    digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype.str}"
+                  f"{array.shape}".encode())
+    digest.update(array.tobytes())
+  _PARAMS_DIGESTS[id(params)] = (params, digest.hexdigest())
+  return digest.hexdigest()
+
+
+def files_digest(paths: Sequence[str], memo_path: str) -> str:
+  """sha256 over the files' contents, in order; each file's own sha256 is
+  kept in `memo_path` (JSON) with its size and mtime, so an unchanged
+  dataset is read once, not on every run."""
+  try:
+    with open(memo_path) as f:
+      memo = json.load(f)
+  except (OSError, ValueError):
+    memo = {}
+  memo = memo if isinstance(memo, dict) else {}
+  total, changed = hashlib.sha256(), False
+  for path in paths:
+    stat = os.stat(path)
+    key = os.path.abspath(path)
+    entry = memo.get(key)
+    if not (isinstance(entry, dict) and entry.get("size") == stat.st_size
+            and entry.get("mtime_ns") == stat.st_mtime_ns):
+      with open(path, "rb") as f:
+        entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                 "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+      memo[key], changed = entry, True
+    total.update(f"{os.path.basename(path)}:{entry['sha256']}\n".encode())
+  if changed:
+    os.makedirs(os.path.dirname(memo_path) or ".", exist_ok=True)
+    tmp = f"{memo_path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+      json.dump(memo, f, indent=1, sort_keys=True)
+    os.replace(tmp, memo_path)
+  return total.hexdigest()
+
+
+def cache_fingerprint(model: EmbeddingModel, data: dict[str, Any], *,
+                      batch_samples: int) -> str:
+  """What a split's cached embeddings depend on, as a string: hear_jax's
+  version, the model (canonical spec with options, weights digest, rate,
+  sizes), the batching, and `data` (the caller's description of the split:
+  dataset, split name, example count, content digest...)."""
+  return json.dumps({
+      "hear_jax": hear_jax.__version__,
+      "model": model.name, "model_params": params_digest(model.params),
+      "model_rate": model.sample_rate,
+      "sizes": [model.scene_embedding_size, model.timestamp_embedding_size],
+      "batch_samples": batch_samples, "data": data,
+  }, sort_keys=True)
+
+
 def save_embeddings(path: str, emb: SplitEmbeddings, fingerprint: str) -> None:
   """Writes a split's embeddings atomically (temporary file, then rename)."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -144,28 +285,75 @@ def save_embeddings(path: str, emb: SplitEmbeddings, fingerprint: str) -> None:
   if emb.file_index is not None:
     arrays["file_index"] = emb.file_index
     arrays["timestamps_ms"] = emb.timestamps_ms
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+  # A per-process name: a killed writer's leftover is never the file read
+  # (only `path` is) and never clashes with the next writer's.
+  tmp = f"{path}.{os.getpid()}.tmp.npz"
+  try:
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+      f.flush()
+      os.fsync(f.fileno())  # the rename must not land before the data
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+# What reading a damaged .npz raises: a cut or overwritten zip, a bad CRC,
+# a missing or malformed member.
+_DAMAGED_NPZ = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
+                zlib.error, json.JSONDecodeError)
 
 
 def load_embeddings(path: str, fingerprint: str) -> SplitEmbeddings | None:
-  """The cached split if it exists and was made for `fingerprint`."""
+  """The cached split if it exists, is intact and was made for `fingerprint`.
+
+  A damaged file (truncated, corrupt, incomplete) is logged and treated as
+  missing, so it is recomputed and replaced, never trusted or fatal.
+  """
   if not os.path.exists(path):
     return None
-  with np.load(path, allow_pickle=False) as f:
-    if str(f["fingerprint"]) != fingerprint:
-      return None
-    targets = json.loads(str(f["targets_json"]))
-    return SplitEmbeddings(
-        ids=tuple(str(i) for i in f["ids"]),
-        x=f["x"],
-        labels=tuple(tuple(l) for l in targets["labels"]),
-        events=tuple(tuple(e) for e in targets["events"]),
-        file_index=f["file_index"] if "file_index" in f else None,
-        timestamps_ms=f["timestamps_ms"] if "timestamps_ms" in f else None,
-        audio_seconds=float(f["audio_seconds"]),
-    )
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      if str(f["fingerprint"]) != fingerprint:
+        logging.info("%s: made from other inputs; recomputing", path)
+        return None
+      targets = json.loads(str(f["targets_json"]))
+      emb = SplitEmbeddings(
+          ids=tuple(str(i) for i in f["ids"]),
+          x=f["x"],
+          labels=tuple(tuple(l) for l in targets["labels"]),
+          events=tuple(tuple(e) for e in targets["events"]),
+          file_index=f["file_index"] if "file_index" in f else None,
+          timestamps_ms=f["timestamps_ms"] if "timestamps_ms" in f else None,
+          audio_seconds=float(f["audio_seconds"]),
+      )
+    _check_consistent(emb)
+  except _DAMAGED_NPZ as e:
+    logging.warning("%s: damaged embeddings cache (%s: %s); recomputing",
+                    path, type(e).__name__, e)
+    return None
+  return emb
+
+
+def _check_consistent(emb: SplitEmbeddings) -> None:
+  """Rows, clips and frame indices agree (a file can be whole but wrong)."""
+  n = len(emb.ids)
+  if emb.x.ndim != 2 or emb.x.dtype != np.float32:
+    raise ValueError(f"x is {emb.x.dtype} {emb.x.shape}, not float32 [N, D]")
+  if len(emb.labels) != n or len(emb.events) != n:
+    raise ValueError(f"{n} ids but {len(emb.labels)} labels and"
+                     f" {len(emb.events)} event lists")
+  if emb.file_index is None:
+    if len(emb.x) != n:
+      raise ValueError(f"{len(emb.x)} rows for {n} clips")
+    return
+  if not (len(emb.file_index) == len(emb.timestamps_ms) == len(emb.x)):
+    raise ValueError(f"{len(emb.x)} rows, {len(emb.file_index)} file indices,"
+                     f" {len(emb.timestamps_ms)} timestamps")
+  if len(emb.x) and not (0 <= emb.file_index.min()
+                         and emb.file_index.max() < n):
+    raise ValueError(f"file_index outside [0, {n})")
 
 
 def cached_split_embeddings(

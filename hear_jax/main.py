@@ -8,6 +8,7 @@ Each config file's docstring shows its command and what it prints.
 
 from __future__ import annotations
 
+import re
 import sys
 
 from absl import app
@@ -16,6 +17,7 @@ from ml_collections import config_flags
 import tensorflow_datasets as tfds
 
 from hear_jax import run
+from hear_jax import workdir_lock
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file (configs/*.py).", lock_config=True)
@@ -28,20 +30,52 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = _CONFIG.value
+  try:
+    config.keys()  # a config file that failed to load raises only when used
+  except OSError as e:
+    _fail(str(e), 2)
   workdir = _WORKDIR.value or config.workdir
   if not workdir:
     raise app.UsageError("give --workdir (or set config.workdir)")
   tfds.disable_progress_bar()  # carriage-return bars spam logs
   try:
     table = run.evaluate(config, workdir)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, workdir_lock.WorkdirBusyError) as e:
     # hear_jax reports bad data, models and configs as one-line ValueErrors
     # naming the file or field; a user needs that line, not a traceback.
-    print(f"hear_jax: error: {e}", file=sys.stderr)
-    sys.exit(1)
+    _fail(str(e), 1)
   print(table)
+
+
+def _fail(message: str, status: int) -> None:
+  print(f"hear_jax: error: {' '.join(message.split())}", file=sys.stderr)
+  sys.exit(status)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, but a bad flag, config file or config override is
+  one line on stderr, without traceback or usage text (exit status 2)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(str(e), 2)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    # ml_collections raises these, wrapped, for an override naming a field
+    # the config lacks; the innermost message has its "did you mean" hint.
+    while isinstance(e, BaseException) and e.args:
+      e = e.args[0]
+    field, _, hint = str(e).partition("\n")
+    name = re.fullmatch(r"'([^']+)'", field.strip())
+    if name is None:
+      _fail(f"bad config override: {e}", 2)
+    flag = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
+            and name[1] in a.split("=")[0].split(".")]
+    hint = f" ({hint[:1].lower()}{hint[1:]})" if hint.strip() else ""
+    _fail(f"{', '.join(flag) or 'config override'}: no such config field"
+          f" {name[0]}{hint}", 2)
+  return []
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -7,6 +7,11 @@ model: embed each split (cached in the workdir), fit HEAR's downstream heads
 (`hear_jax.probe`), score the test split(s) (`hear_jax.metrics`) and write
 `<workdir>/<model>/<task>/test.predicted-scores.json`. The leaderboard of all
 models x tasks goes to `<workdir>/leaderboard.{csv,md}`.
+
+A "heareval:<dir>" task is embeddings hear-eval-kit's runner wrote: no model
+runs, the heads are fitted on them and the model is the directory's parent.
+`config.export_heareval` also writes each task's embeddings in that layout
+under `<workdir>/heareval/<model>/<task dir>/`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 import zlib
 from typing import Any
@@ -23,17 +29,44 @@ import jax
 import ml_collections
 
 from hear_jax import embed
+from hear_jax import progress
+from hear_jax import workdir_lock
+from hear_jax.config import check_config
+from hear_jax.data import heareval_layout
 from hear_jax.data import task_specs
 from hear_jax.data.task import Task, load_task
 from hear_jax.models import load_model
 from hear_jax.models.interface import EmbeddingModel
+from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import protocol
+from hear_jax.report import html as report_html
 from hear_jax.report import leaderboard
 from hear_jax.report import results
+from hear_jax.report import task_files
 
 
 def model_specs(config: ml_collections.ConfigDict) -> list[str]:
-  specs = [s.strip() for s in config.model.split(",") if s.strip()]
+  """config.model split at top-level commas: options like `m(a=1, b=2)` or
+  `m(x=[1, 2], s='a,b')` keep theirs."""
+  specs, depth, quote, start = [], 0, "", 0
+  text = config.model + ","
+  for i, char in enumerate(text):
+    if quote:
+      quote = "" if char == quote and text[i - 1] != "\\" else quote
+    elif char in "'\"":
+      quote = char
+    elif char in "([{":
+      depth += 1
+    elif char in ")]}":
+      depth -= 1
+    elif char == "," and depth <= 0:
+      specs.append(text[start:i].strip())
+      start = i + 1
+  if depth or quote or start < len(text):
+    # An unclosed bracket or quote swallows the rest: say so, not "no spec".
+    raise ValueError(f"config.model {config.model!r}: unbalanced brackets or"
+                     " quotes")
+  specs = [s for s in specs if s]
   if not specs:
     raise ValueError("config.model: no model spec given")
   return specs
@@ -45,23 +78,50 @@ def slug(spec: str) -> str:
 
 
 def _check_task_paths(config: ml_collections.ConfigDict) -> None:
-  """Missing hearpreprocess data is the commonest first error: say so early."""
+  """Missing data is the commonest first error: say so early."""
   for spec in config.tasks:
-    if not spec.startswith(task_specs.HEARPREPROCESS_PREFIX):
+    path = task_specs.data_path(spec)
+    if path is None or os.path.exists(path):
       continue
-    path = os.path.expanduser(spec[len(task_specs.HEARPREPROCESS_PREFIX):])
-    if not os.path.exists(path):
-      name = os.path.basename(path.rstrip("/"))
+    if spec.startswith(task_specs.HEAREVAL_PREFIX):
       raise FileNotFoundError(
-          f"task data not found: {path} — download the hearpreprocess output"
-          f" for {name} (HEAR 2021: https://zenodo.org/record/5887964, e.g."
-          f" hear2021-{name}-48000.tar.gz), unpack it there or pass its path"
-          f" as --config=<config>.py:<task dir or tarball>")
+          f"embeddings not found: {path} — make them with"
+          " `python -m heareval.embeddings.runner <module>` (a directory"
+          " embeddings/<module>/<task dir>/) or pass its path as"
+          " --config=configs/hear.py:<embeddings task dir>")
+    name = os.path.basename(path.rstrip("/"))
+    if spec.startswith(task_specs.HEAR2021_PREFIX):
+      name = task_specs.hear2021_spec(spec)[0]
+    raise FileNotFoundError(
+        f"task data not found: {path} — download the hearpreprocess output"
+        f" for {name} (HEAR 2021: https://zenodo.org/record/5887964, e.g."
+        f" hear2021-{name}-48000.tar.gz), unpack it there or pass its path"
+        f" as --config=<config>.py:<task dir or tarball>")
+
+
+def _embed_split(model: EmbeddingModel, model_spec: str, task: Task,
+                 split: str, batch_samples: int,
+                 stage: progress.Stage | None) -> embed.SplitEmbeddings:
+  """One split, with a progress bar in seconds of audio; `stage` counts the
+  audio embedded and the seconds it took (for compute.json)."""
+  audio = task.read_split(split)
+  start = time.perf_counter()
+  total = sum(len(a) for a in audio.audio) / task.info.sample_rate
+  with progress.Progress(f"embed {model_spec} / {task.info.name} / {split}",
+                         total, "s audio") as bar:
+    out = embed.embed_split(model, task.info, audio,
+                            batch_samples=batch_samples,
+                            on_progress=bar.update)
+  if stage is not None:
+    stage.count("embedded_audio_s", out.audio_seconds)
+    stage.count("embed_s", time.perf_counter() - start)
+  return out
 
 
 def embed_task(model: EmbeddingModel, model_spec: str, task: Task,
                builder: Any, cache_dir: str,
-               config: ml_collections.ConfigDict
+               config: ml_collections.ConfigDict,
+               stage: progress.Stage | None = None
                ) -> tuple[dict[str, embed.SplitEmbeddings], str, float]:
   """Every split's embeddings (cached); returns them, a fingerprint of what
   they were made from, and the seconds spent."""
@@ -69,19 +129,23 @@ def embed_task(model: EmbeddingModel, model_spec: str, task: Task,
   batch_samples = int(config.embed.batch_seconds * model.sample_rate)
   splits, fingerprints = {}, []
   for split in task.info.splits:
-    fingerprint = json.dumps({
-        "model": model_spec, "dataset": builder.info.full_name,
+    fingerprint = embed.cache_fingerprint(model, {
+        "dataset": builder.info.full_name,
         "config": builder.builder_config.name if builder.builder_config
                   else None,
         "split": split, "examples": len(task.source[split]),
-    }, sort_keys=True)
+        "task": task.info.metadata,
+        # The prepared files' content: a rebuilt dataset is re-embedded.
+        "files_sha256": embed.files_digest(
+            [os.fspath(p) for p in builder.info.splits[split].filepaths],
+            os.path.join(cache_dir, "dataset-files.json")),
+    }, batch_samples=batch_samples)
     fingerprints.append(fingerprint)
     path = os.path.join(cache_dir, f"{split}.npz")
     splits[split], cached = embed.cached_split_embeddings(
         path, fingerprint,
-        lambda split=split: embed.embed_split(
-            model, task.info, task.read_split(split),
-            batch_samples=batch_samples))
+        lambda split=split: _embed_split(model, model_spec, task, split,
+                                         batch_samples, stage))
     logging.info("%s / %s / %s: %d rows%s", model_spec, task.info.name, split,
                  len(splits[split].x), " (cached)" if cached else "")
   return splits, "\n".join(fingerprints), time.perf_counter() - start
@@ -89,56 +153,192 @@ def embed_task(model: EmbeddingModel, model_spec: str, task: Task,
 
 def probe_task(task: Task, splits: dict[str, embed.SplitEmbeddings],
                embeddings_fingerprint: str, out_dir: str,
-               config: ml_collections.ConfigDict) -> dict[str, Any]:
+               config: ml_collections.ConfigDict,
+               embedding_path: str | None = None,
+               stage: progress.Stage | None = None) -> dict[str, Any]:
   """HEAR's protocol on the embeddings, or its saved result when nothing it
-  depends on changed (`prediction-done.json` records what it was made from)."""
+  depends on changed (`prediction-done.json` records what it was made from).
+  Also writes the report's files (grid.json, predicted events, logs/)."""
   scores_path = os.path.join(out_dir, "test.predicted-scores.json")
   done_path = os.path.join(out_dir, "prediction-done.json")
   fingerprint = json.dumps({
       "probe": config.probe.to_dict(), "seed": config.seed,
       "embeddings": embeddings_fingerprint}, sort_keys=True)
-  if os.path.exists(done_path) and os.path.exists(scores_path):
-    with open(done_path) as f:
-      if json.load(f).get("fingerprint") == fingerprint:
-        with open(scores_path) as g:
-          return json.load(g)
+  doc = _finished_probe(done_path, scores_path, fingerprint)
+  if doc is not None:
+    # A run killed while clearing it may have left a finished probe's state.
+    shutil.rmtree(os.path.join(out_dir, "probe-checkpoint"),
+                  ignore_errors=True)
+    if stage is not None:
+      stage.counts["cached"] = 1
+      stage.detail = (f"reused, {task.info.primary_metric} "
+                      f"{results.reported_score(doc)[0]:.4f}")
+    return doc
   start = time.perf_counter()
+  # The training state, saved as it goes, so a killed run resumes mid-fit;
+  # the fingerprint keeps a state made from other inputs from being resumed.
+  checkpoint = None
+  if config.probe_checkpoint_seconds >= 0:
+    checkpoint = checkpoint_lib.ProbeCheckpoint(
+        os.path.join(out_dir, "probe-checkpoint"), fingerprint,
+        min_seconds=config.probe_checkpoint_seconds)
   task_key = jax.random.fold_in(jax.random.key(config.seed),
                                 zlib.crc32(task.info.name.encode()))
-  embedding_path = os.path.join(out_dir, "embeddings")
-  doc = protocol.evaluate_task(task.info, splits, config.probe, task_key,
-                               embedding_path=embedding_path)
+  embedding_path = embedding_path or os.path.join(out_dir, "embeddings")
+  label = stage.subject if stage is not None else out_dir
+  with progress.Progress(
+      f"probe {label}", protocol.planned_member_epochs(task.info, config.probe),
+      "member-epochs") as bar:
+    outcome = protocol.run_task(task.info, splits, config.probe, task_key,
+                                embedding_path=embedding_path,
+                                on_progress=bar.update, checkpoint=checkpoint)
+  doc = outcome.doc
+  if stage is not None:
+    stage.detail = (f"{len(outcome.grid)} grid points, {len(outcome.fits)}"
+                    f" splits, {task.info.primary_metric} "
+                    f"{results.reported_score(doc)[0]:.4f}")
   results.write_json(scores_path, doc)
+  task_files.write_probe_outputs(out_dir, outcome)
   results.write_json(done_path, {
       "time": time.perf_counter() - start, "embedding_path": embedding_path,
       "grid_points": config.probe.grid_points, "fingerprint": fingerprint})
+  if checkpoint is not None:
+    checkpoint.clear()  # the results above are what a rerun reuses now
   return doc
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Runs the whole evaluation; returns the leaderboard as markdown."""
-  specs = model_specs(config)
-  if not config.tasks:
-    raise ValueError("config.tasks: no task given")
+def _finished_probe(done_path: str, scores_path: str,
+                    fingerprint: str) -> dict[str, Any] | None:
+  """The saved scores if `prediction-done.json` says they were made from
+  `fingerprint`; None if missing, made from other inputs, or unreadable
+  (logged, then recomputed)."""
+  if not (os.path.exists(done_path) and os.path.exists(scores_path)):
+    return None
+  try:
+    with open(done_path) as f:
+      if json.load(f).get("fingerprint") != fingerprint:
+        return None
+    with open(scores_path) as f:
+      return json.load(f)
+  except (OSError, ValueError, AttributeError) as e:
+    logging.warning("%s: unreadable probe result (%s: %s); recomputing",
+                    os.path.dirname(done_path), type(e).__name__, e)
+    return None
+
+
+def probe_heareval_embeddings(path: str, workdir: str,
+                              config: ml_collections.ConfigDict
+                              ) -> leaderboard.LeaderboardRow:
+  """HEAR's protocol on embeddings that hear-eval-kit's runner wrote; the
+  model is the embeddings directory's parent (`embeddings/<module>/<task>`)."""
+  info, splits = heareval_layout.read_embeddings(path)
+  model = heareval_layout.model_name(path)
+  out_dir = os.path.join(workdir, slug(model), info.name)
+  doc = probe_task(Task(info=info, source=None), splits,
+                   heareval_layout.fingerprint(path, splits), out_dir, config,
+                   embedding_path=os.path.abspath(path))
+  score, std = results.reported_score(doc)
+  logging.info("%s / %s: %s = %.4f (heareval embeddings %s)", model,
+               info.name, info.primary_metric, score, path)
+  return leaderboard.LeaderboardRow(model, info.name, info.primary_metric,
+                                    score, std)
+
+
+def check_run(config: ml_collections.ConfigDict) -> list[str]:
+  """What can be checked before any work, writing nothing: the config's
+  fields and values, the task specs and their data, the model specs' syntax.
+  Returns the model specs."""
+  check_config(config)
   _check_task_paths(config)
-  models = {spec: load_model(spec) for spec in specs}  # fail before any work
+  for spec in config.tasks:
+    task_specs.check_task_spec(spec, config.task_sample_rate)
+  # Embeddings directories bring their own model; the rest need config.model.
+  embedded = [s.startswith(task_specs.HEAREVAL_PREFIX) for s in config.tasks]
+  return [] if all(embedded) else model_specs(config)
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Runs the whole evaluation; returns the leaderboard as markdown.
+
+  A wrong config fails before anything is written (`check_run`). The run
+  then holds `<workdir>/.lock` throughout (`hear_jax.workdir_lock`): a
+  second run on the same workdir stops at once, naming the holder, or waits
+  up to `config.lock_wait_seconds` for it. Models are loaded under the lock,
+  so a wrong model spec leaves at most that lock file behind. A killed run
+  leaves no stale lock, and rerunning it resumes: finished datasets,
+  embeddings and probe results are reused (each is written atomically and
+  checked against what it was made from), and an interrupted probe continues
+  from its last checkpoint.
+  """
+  specs = check_run(config)
+  with workdir_lock.hold(workdir, wait_seconds=config.lock_wait_seconds):
+    models = {spec: load_model(spec) for spec in specs}
+    return _evaluate(config, workdir, models)
+
+
+def _evaluate(config: ml_collections.ConfigDict, workdir: str,
+              models: dict[str, EmbeddingModel]) -> str:
   data_dir = config.data_dir or os.path.join(workdir, "tfds")
   os.makedirs(workdir, exist_ok=True)
 
-  rows = []
+  rows, times, seen_tasks = [], progress.RunTimes(), {}
   for task_spec in config.tasks:
-    builder = task_specs.prepare_task(task_spec, data_dir)
-    task = load_task(builder)
+    if task_spec.startswith(task_specs.HEAREVAL_PREFIX):
+      rows.append(probe_heareval_embeddings(
+          task_specs.data_path(task_spec), workdir, config))
+      continue
+    with times.stage("data", task_spec, reset_peak=True) as stage:
+      builder = task_specs.prepare_task(task_spec, data_dir,
+                                        config.task_sample_rate)
+      task = load_task(builder)
+      stage.task, stage.detail = task.info.name, progress.examples_detail(
+          task.source)
+    if task.info.name in seen_tasks:
+      # Both would write <workdir>/<model>/<name>/: one would undo the other.
+      raise ValueError(f"task specs {seen_tasks[task.info.name]!r} and"
+                       f" {task_spec!r} are both task {task.info.name!r};"
+                       " give one of them per run")
+    seen_tasks[task.info.name] = task_spec
     for spec, model in models.items():
       out_dir = os.path.join(workdir, slug(spec), task.info.name)
-      splits, fingerprint, embed_seconds = embed_task(
-          model, spec, task, builder, os.path.join(out_dir, "embeddings"),
-          config)
-      doc = probe_task(task, splits, fingerprint, out_dir, config)
+      with times.stage("embed", task.info.name, spec,
+                       reset_peak=True) as embed_stage:
+        splits, fingerprint, embed_seconds = embed_task(
+            model, spec, task, builder, os.path.join(out_dir, "embeddings"),
+            config, embed_stage)
+        embed_stage.detail = progress.embed_detail(splits, embed_stage)
+      if config.export_heareval:
+        heareval_layout.export_task(
+            os.path.join(workdir, "heareval", slug(spec),
+                         heareval_layout.task_dir_name(task.info.metadata)),
+            task.info, splits, fingerprint=fingerprint)
+      with times.stage("probe", task.info.name, spec) as probe_stage:
+        doc = probe_task(task, splits, fingerprint, out_dir, config,
+                         stage=probe_stage)
+      task_files.record_compute(
+          out_dir, model=spec, model_params=model.params, task_info=task.info,
+          hear_task=heareval_layout.task_dir_name(task.info.metadata),
+          splits=splits, embed_stage=embed_stage, probe_stage=probe_stage)
       score, std = results.reported_score(doc)
       rows.append(leaderboard.LeaderboardRow(
           spec, task.info.name, task.info.primary_metric, score, std))
       logging.info("%s / %s: %s = %.4f (embedding %.1f s)", spec,
                    task.info.name, task.info.primary_metric, score,
                    embed_seconds)
-  return leaderboard.write_leaderboard(rows, workdir)
+  table = leaderboard.write_leaderboard(rows, workdir)
+  _write_report(workdir, times)
+  times.print_summary()
+  return table
+
+
+def _write_report(workdir: str, times: progress.RunTimes) -> None:
+  """report.html; its failure is logged, not raised: the results it draws
+  are already written, and `python -m hear_jax.report --workdirs=<workdir>`
+  redraws it."""
+  try:
+    with times.stage("report", workdir, track=False) as stage:
+      stage.detail = report_html.write_report(workdir)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("report.html not written (%s: %s); redraw it with"
+                    " python -m hear_jax.report --workdirs=%s",
+                    type(e).__name__, e, workdir)

@@ -72,7 +72,7 @@ def test_unknown_model_error_lists_built_ins(spec):
     ("melstats(n_mels=__import__('os').getcwd())", "not a Python literal"),
     ("melstats(", "expected 'name'"),
     ("hear_jax.models.naive", "expected 'name'"),
-    ("hear:hearbaseline.naive", "not supported yet"),
+    ("hear:no_such_module_xyz", "not found"),
     ("melstats(sample_rate=8000)", "sample_rate must be one of"),
 ])
 def test_bad_specs_raise_one_clear_value_error(spec, message):

@@ -3,6 +3,14 @@
   builder = prepare_task("demo/pitch", data_dir)        # tasks/demo/pitch
   builder = prepare_task("demo/pitch/tiny", data_dir)   # its "tiny" config
   builder = prepare_task("hearpreprocess:/data/esc50-v2.0.0-full", data_dir)
+  # a HEAR 2021 catalogue task, checked against its expected metadata:
+  builder = prepare_task("hear2021:esc50-v2.0.0-full:/data/hear2021-esc50-"
+                         "v2.0.0-full-48000.tar.gz", data_dir)
+  spec = spec_for_path(path)  # "hearpreprocess:..." or "heareval:..."
+
+"heareval:<dir>" names embeddings written by hear-eval-kit's runner
+(`hear_jax.data.heareval_layout`); run.py reads them instead of building a
+dataset, so `prepare_task` does not take it.
 
 A builder spec names a TFDS folder under the `tasks` package, found by module
 name (`tasks/<group>/<name>/<name>_dataset_builder.py`, class `Builder`);
@@ -15,10 +23,51 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 
 import tensorflow_datasets as tfds
 
 HEARPREPROCESS_PREFIX = "hearpreprocess:"
+HEAR2021_PREFIX = "hear2021:"
+HEAREVAL_PREFIX = "heareval:"
+_CATALOGUE_KEY = re.compile(r"^[\w.+-]+$")
+
+
+def hear2021_spec(spec: str) -> tuple[str, str]:
+  """"hear2021:<task dir>:<path>" -> (catalogue task dir, data path)."""
+  key, sep, path = spec[len(HEAR2021_PREFIX):].partition(":")
+  if not sep or not _CATALOGUE_KEY.match(key) or not path:
+    raise ValueError(f"task spec {spec!r}: expected 'hear2021:<task dir>:"
+                     "<path>', e.g. 'hear2021:esc50-v2.0.0-full:data/hear2021/"
+                     "esc50-v2.0.0-full'")
+  return key, path
+
+
+def data_path(spec: str) -> str | None:
+  """The task directory, tarball or embeddings directory a spec reads (None
+  for builder specs, whose data the builder makes or finds itself)."""
+  if spec.startswith(HEARPREPROCESS_PREFIX):
+    path = spec[len(HEARPREPROCESS_PREFIX):]
+  elif spec.startswith(HEAREVAL_PREFIX):
+    path = spec[len(HEAREVAL_PREFIX):]
+  elif spec.startswith(HEAR2021_PREFIX):
+    path = hear2021_spec(spec)[1]
+  else:
+    return None
+  return os.path.expanduser(path)
+
+
+def spec_for_path(path: str) -> str:
+  """A path -> its task spec: a hear-eval-kit embeddings directory (it has
+  `<split>.embedding-dimensions.json` files) -> "heareval:", anything else (a
+  hearpreprocess task directory or tarball, or nothing yet) ->
+  "hearpreprocess:"."""
+  expanded = os.path.expanduser(path)
+  if os.path.isdir(expanded) and any(
+      name.endswith(".embedding-dimensions.json")
+      for name in os.listdir(expanded)):
+    return HEAREVAL_PREFIX + path
+  return HEARPREPROCESS_PREFIX + path
 
 
 def builder_class(spec: str) -> tuple[type, str | None]:
@@ -39,18 +88,80 @@ def builder_class(spec: str) -> tuple[type, str | None]:
   return module.Builder, (parts[2] if len(parts) == 3 else None)
 
 
-def prepare_task(spec: str, data_dir: str) -> tfds.core.DatasetBuilder:
-  """Builds the task's dataset once under `data_dir`; returns its builder."""
+_TARBALL_RATE = re.compile(r"-(\d+)\.(tar|tgz|tar\.\w+)$")
+
+
+def check_task_spec(spec: str, sample_rate: int | None = None) -> None:
+  """What can be known of a spec without building anything: the builder and
+  its config exist, a catalogue task is in the catalogue, a hearpreprocess
+  task directory has the asked-for rate (a tarball: the rate its name shows,
+  if any; its members are checked when it is built). One-line ValueErrors.
+  """
+  if spec.startswith(HEAREVAL_PREFIX):
+    return
+  if spec.startswith(HEAR2021_PREFIX):
+    from hear_jax.data import hear2021_catalogue  # pylint: disable=g-import-not-at-top
+    hear2021_catalogue.entry(hear2021_spec(spec)[0])
+    if sample_rate is not None:
+      raise ValueError(f"config.task_sample_rate={sample_rate}: only"
+                       " hearpreprocess: task specs take a rate; task spec"
+                       f" {spec!r} reads the rate its data holds")
+    return
   if spec.startswith(HEARPREPROCESS_PREFIX):
     from hear_jax.data import hearpreprocess  # pylint: disable=g-import-not-at-top
-    path = os.path.expanduser(spec[len(HEARPREPROCESS_PREFIX):])
-    return hearpreprocess.prepare_hearpreprocess_task(path, data_dir)
+    path = data_path(spec)
+    if os.path.isdir(path):
+      try:
+        hearpreprocess.open_task(path, sample_rate)
+      except ValueError as e:
+        message = str(e)
+        if "audio directory" in message:  # the rate, not the metadata
+          message = message.replace("; pass sample_rate=", "") + (
+              "; set config.task_sample_rate" if sample_rate is None
+              else f" (config.task_sample_rate={sample_rate})")
+        raise ValueError(message) from None
+      return
+    hinted = _TARBALL_RATE.search(os.path.basename(path))
+    if sample_rate is not None and hinted and int(hinted[1]) != sample_rate:
+      raise ValueError(f"{path}: holds {hinted[1]} Hz audio (by its name),"
+                       f" not config.task_sample_rate={sample_rate}")
+    return
   cls, config = builder_class(spec)
+  if sample_rate is not None:
+    raise ValueError(f"config.task_sample_rate={sample_rate}: only"
+                     " hearpreprocess: task specs take a rate; task spec"
+                     f" {spec!r} is a TFDS builder")
+  _check_builder_config(spec, cls, config)
+
+
+def _check_builder_config(spec: str, cls: type, config: str | None) -> None:
   if config is not None:
     names = [c.name for c in getattr(cls, "BUILDER_CONFIGS", [])]
     if config not in names:
       raise ValueError(f"task spec {spec!r}: unknown config {config!r}"
                        f" (available: {', '.join(names) or 'none'})")
+
+
+def prepare_task(spec: str, data_dir: str, sample_rate: int | None = None
+                 ) -> tfds.core.DatasetBuilder:
+  """Builds the task's dataset once under `data_dir`; returns its builder.
+  `sample_rate` picks a hearpreprocess task's <rate>/ audio (None: its only
+  rate)."""
+  if spec.startswith(HEARPREPROCESS_PREFIX):
+    from hear_jax.data import hearpreprocess  # pylint: disable=g-import-not-at-top
+    path = os.path.expanduser(spec[len(HEARPREPROCESS_PREFIX):])
+    return hearpreprocess.prepare_hearpreprocess_task(
+        path, data_dir, sample_rate=sample_rate)
+  if spec.startswith(HEAR2021_PREFIX):
+    from hear_jax.data import hear2021_catalogue  # pylint: disable=g-import-not-at-top
+    task_dir, _ = hear2021_spec(spec)
+    return hear2021_catalogue.prepare_catalogue_task(
+        task_dir, data_path(spec), data_dir)
+  if spec.startswith(HEAREVAL_PREFIX):
+    raise ValueError(f"task spec {spec!r}: embeddings, not a dataset (read"
+                     " them with hear_jax.data.heareval_layout)")
+  cls, config = builder_class(spec)
+  _check_builder_config(spec, cls, config)
   builder = cls(config=config, data_dir=data_dir, file_format="array_record")
   builder.download_and_prepare()
   return builder

@@ -8,7 +8,11 @@ parsed with `ast.literal_eval`, never evaluated.
   model = load_model("melstats(n_mels=128, context_ms=500.0)")
   model = load_model("naive")
 
-The `hear:` prefix is reserved for HEAR-API PyTorch modules (not yet supported).
+A spec `hear:<module>` or `hear:<module>(model_file='w.pt', key=value)` loads
+any HEAR 2021 API PyTorch module through `torch_bridge` (torch is imported only
+then):
+
+  model = load_model("hear:hearbaseline.torchcrepe")
 """
 
 from __future__ import annotations
@@ -30,9 +34,7 @@ def load_model(spec: str) -> interface.EmbeddingModel:
   """Builds the model named by `spec`; its `name` becomes the canonical spec."""
   spec = spec.strip()
   if spec.startswith(_HEAR_PREFIX):
-    raise ValueError(
-        f"model spec {spec!r}: HEAR-API PyTorch modules ('hear:<module>') are "
-        "not supported yet")
+    return _load_hear_module(spec)
   name, options = parse_spec(spec)
   create = _find_create(name)
   try:
@@ -43,16 +45,20 @@ def load_model(spec: str) -> interface.EmbeddingModel:
   return dataclasses.replace(model, name=format_spec(name, options))
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-  """`"melstats(n_mels=128)"` -> `("melstats", {"n_mels": 128})`."""
+def parse_spec(spec: str, dotted: bool = False) -> tuple[str, dict[str, Any]]:
+  """`"melstats(n_mels=128)"` -> `("melstats", {"n_mels": 128})`.
+
+  With `dotted`, the name may be a module path: `"a.b(k=1)"` -> `("a.b", ...)`.
+  """
   try:
     node = ast.parse(spec.strip(), mode="eval").body
   except SyntaxError:
     raise ValueError(
         f"model spec {spec!r}: expected 'name' or 'name(key=value, ...)'") from None
-  if isinstance(node, ast.Name):
-    return node.id, {}
-  if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+  name = _spec_name(node, dotted)
+  if name is not None:
+    return name, {}
+  if not (isinstance(node, ast.Call) and _spec_name(node.func, dotted)):
     raise ValueError(
         f"model spec {spec!r}: expected 'name' or 'name(key=value, ...)'")
   if node.args or any(k.arg is None for k in node.keywords):
@@ -66,7 +72,34 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
       raise ValueError(
           f"model spec {spec!r}: option {keyword.arg!r} is not a Python "
           f"literal: {ast.unparse(keyword.value)}") from None
-  return node.func.id, options
+  return _spec_name(node.func, dotted), options
+
+
+def _spec_name(node: ast.AST, dotted: bool) -> str | None:
+  if isinstance(node, ast.Name):
+    return node.id
+  if dotted and isinstance(node, ast.Attribute):
+    parent = _spec_name(node.value, dotted)
+    return None if parent is None else f"{parent}.{node.attr}"
+  return None
+
+
+def _load_hear_module(spec: str) -> interface.EmbeddingModel:
+  """`hear:<module>(model_file=..., key=value)` -> the bridged torch model."""
+  module_name, options = parse_spec(spec[len(_HEAR_PREFIX):], dotted=True)
+  model_file = options.pop("model_file", "")
+  if not isinstance(model_file, str):
+    raise ValueError(f"model spec {spec!r}: model_file must be a quoted path")
+  try:
+    from hear_jax.models import torch_bridge  # imports torch
+  except ImportError as e:
+    raise ValueError(f"model spec {spec!r}: HEAR PyTorch modules need torch "
+                     f"({e}); pip install torch") from None
+  model = torch_bridge.load_hear_model(module_name, model_file, options)
+  if model_file:
+    options["model_file"] = model_file
+  return dataclasses.replace(
+      model, name=_HEAR_PREFIX + format_spec(module_name, options))
 
 
 def format_spec(name: str, options: dict[str, Any]) -> str:

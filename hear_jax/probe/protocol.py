@@ -2,6 +2,8 @@
 
   doc = evaluate_task(task_info, split_embeddings, config.probe, key,
                       embedding_path=...)   # test.predicted-scores.json
+  outcome = run_task(...)   # the same, plus the grid's fits, the tested
+                            # heads and predicted events (for reports)
 
 Splits (hear-reference §5.4): train/valid/test tasks have one data split;
 k-fold tasks have k, where split i tests on fold i, validates on fold i+1
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -29,6 +31,7 @@ import numpy as np
 from hear_jax import metrics
 from hear_jax.data.task import TaskInfo
 from hear_jax.embed import SplitEmbeddings
+from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import events
 from hear_jax.probe import grid
 from hear_jax.probe import trainer
@@ -155,10 +158,56 @@ def task_grid(info: TaskInfo,
                         **overrides)
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskOutcome:
+  """What the protocol produced besides the HEAR document, for reports.
+
+  `grid`: every grid point's fit on split 0, in grid order (`selected` is
+  the index of the chosen one). `fits`: per test split, the fitted head that
+  was tested. `predicted_events` / `reference_events`: per test split, the
+  event task's `{clip: [{"label", "start", "end"}]}` (ms); empty otherwise.
+  """
+
+  doc: dict[str, Any]
+  grid: tuple[trainer.FitResult, ...]
+  selected: int
+  monitor: str  # the validation monitor: the primary metric or "valid_loss"
+  maximize: bool
+  fits: dict[str, trainer.FitResult]
+  predicted_events: dict[str, dict[str, list[dict[str, Any]]]]
+  reference_events: dict[str, dict[str, list[dict[str, Any]]]]
+
+
+def planned_member_epochs(info: TaskInfo,
+                          probe_config: ml_collections.ConfigDict) -> int:
+  """The probe's work in member-epochs, for progress: every grid point on
+  split 0, then one point on each other split (counted at the grid's
+  largest max_epochs; `run_task` reports the difference once it knows)."""
+  points = task_grid(info, probe_config)
+  return (sum(p.max_epochs for p in points)
+          + (len(data_splits(info)) - 1) * max(p.max_epochs for p in points))
+
+
 def evaluate_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
                   probe_config: ml_collections.ConfigDict, key: jax.Array,
                   *, embedding_path: str) -> dict[str, Any]:
   """Runs HEAR's protocol; returns the test.predicted-scores.json document."""
+  return run_task(info, splits, probe_config, key,
+                  embedding_path=embedding_path).doc
+
+
+def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
+             probe_config: ml_collections.ConfigDict, key: jax.Array,
+             *, embedding_path: str,
+             on_progress: Callable[[int], None] | None = None,
+             checkpoint: checkpoint_lib.ProbeCheckpoint | None = None
+             ) -> TaskOutcome:
+  """`evaluate_task`, also returning the fits and events reports draw on.
+
+  `on_progress(member_epochs)` is called as training goes (see
+  `planned_member_epochs` for the total). With a `checkpoint`, each data
+  split's fit saves its state under `<checkpoint.directory>/split<i>/` and a
+  rerun resumes from there (the caller clears it once results are kept)."""
   multilabel = (info.prediction_type == "multilabel"
                 or info.embedding_type == "event")
   use_scoring = info.metadata.get("use_scoring_for_early_stopping", True)
@@ -166,7 +215,10 @@ def evaluate_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
               else False)
   points = task_grid(info, probe_config)
   per_split, selected, postprocessing = {}, None, []
-  for i, plan in enumerate(data_splits(info)):
+  grid_fits, selected_index, fits_by_split = (), 0, {}
+  predicted, reference = {}, {}
+  plans = data_splits(info)
+  for i, plan in enumerate(plans):
     start = time.perf_counter()
     train = _examples(info, [splits[s] for s in plan.train])
     valid = _examples(info, [splits[plan.valid]])
@@ -177,13 +229,21 @@ def evaluate_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
         multilabel=multilabel,
         score_fn=_score_fn(info, valid) if use_scoring else None,
         maximize=maximize, key=jax.random.fold_in(key, i),
-        shuffle_train=probe_config.shuffle_train)
+        shuffle_train=probe_config.shuffle_train, on_check=on_progress,
+        checkpoint=checkpoint and checkpoint.child(f"split{i}"))
     # HEAR ranks points by best validation score; a tie goes to the earlier.
     order = sorted(range(len(fits)), key=lambda j: (
         -fits[j].best_score if maximize else fits[j].best_score, j))
     best = fits[order[0]]
     if selected is None:
       selected = best.hparams
+      grid_fits, selected_index = tuple(fits), order[0]
+      if on_progress is not None:
+        # Later splits train the selected point only: its epochs, not the
+        # grid's largest, are what is left.
+        on_progress((len(plans) - 1) * (
+            max(p.max_epochs for p in points) - selected.max_epochs))
+    fits_by_split[plan.test] = best
     # Loss-monitored event tasks (MAESTRO) have a single combination and
     # never choose one at validation.
     chosen = best.best_extra or (events.postprocessing_grid(info.metadata)[0]
@@ -192,13 +252,22 @@ def evaluate_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
       postprocessing = sorted(chosen.items())
     prediction = trainer.predict_split(best, test.x, test.y)
     scores = _test_metrics(info, test, prediction.probs, chosen)
+    if info.embedding_type == "event":
+      predicted[plan.test] = _predicted_events(info, test, prediction.probs,
+                                               chosen)
+      reference[plan.test] = test.reference_events
     per_split[plan.test] = results.split_scores(
         info.primary_metric, scores, test_loss=prediction.loss,
         validation_score=best.best_score, epoch=best.best_epoch,
         time_in_min=(time.perf_counter() - start) / 60)
-  return results.predicted_scores(
+  doc = results.predicted_scores(
       per_split, hparams=dataclasses.asdict(selected),
       postprocessing=postprocessing,
       score_mode="max" if metrics.higher_is_better(info.primary_metric)
       else "min",
       embedding_path=embedding_path)
+  return TaskOutcome(
+      doc=doc, grid=grid_fits, selected=selected_index,
+      monitor=info.primary_metric if use_scoring else "valid_loss",
+      maximize=maximize, fits=fits_by_split, predicted_events=predicted,
+      reference_events=reference)

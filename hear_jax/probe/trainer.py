@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -67,6 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import mlp
 from hear_jax.probe.grid import HParams
 
@@ -330,7 +332,10 @@ def fit_probes(train_x, train_y, valid_x, valid_y, hparams: Sequence[HParams],
                *, multilabel: bool, score_fn: ScoreFn | None, maximize: bool,
                key: jax.Array, shuffle_train: bool = False,
                stop_on_non_finite: bool = True,
-               eval_batch_size: int = 4096) -> list[FitResult]:
+               eval_batch_size: int = 4096,
+               on_check: Callable[[int], None] | None = None,
+               checkpoint: checkpoint_lib.ProbeCheckpoint | None = None
+               ) -> list[FitResult]:
   """Trains one head per `hparams` entry; results in the same order.
 
   Args:
@@ -348,6 +353,13 @@ def fit_probes(train_x, train_y, valid_x, valid_y, hparams: Sequence[HParams],
     shuffle_train: reshuffle the training rows every epoch.
     stop_on_non_finite: Lightning's check_finite (see module docstring).
     eval_batch_size: rows per chunk of the eval-mode forward pass.
+    on_check: progress callback, called after every validation check with
+      the member-epochs it completed; a member that stops counts its
+      remaining epochs as done, so the calls add up to
+      sum(h.max_epochs for h in hparams).
+    checkpoint: where each group saves its training state as it goes and
+      resumes from, bit-identically (`hear_jax.probe.checkpoint`); on resume
+      `on_check` is called once with the member-epochs already done.
   """
   if not hparams:
     raise ValueError("fit_probes: hparams is empty")
@@ -371,12 +383,14 @@ def fit_probes(train_x, train_y, valid_x, valid_y, hparams: Sequence[HParams],
   for i, hp in enumerate(hparams):
     groups.setdefault(_group_key(hp), []).append(i)
   results: list[FitResult | None] = [None] * len(hparams)
-  for indices in groups.values():
+  for g, indices in enumerate(groups.values()):
     group = _GroupFit(
         [hparams[i] for i in indices], keys[jnp.asarray(indices)],
         (train_x, train_y), (valid_x, valid_y), multilabel=multilabel,
         score_fn=score_fn, maximize=maximize, shuffle=shuffle_train,
-        stop_on_non_finite=stop_on_non_finite, eval_batch_size=eval_batch_size)
+        stop_on_non_finite=stop_on_non_finite, eval_batch_size=eval_batch_size,
+        on_check=on_check)
+    group.checkpoint, group.group_index = checkpoint, g
     for i, result in zip(indices, group.run()):
       results[i] = result
   return results
@@ -386,8 +400,11 @@ class _GroupFit:
   """The host loop for one architecture group: dispatch, score, stop."""
 
   def __init__(self, hparams, keys, train, valid, *, multilabel, score_fn,
-               maximize, shuffle, stop_on_non_finite, eval_batch_size):
+               maximize, shuffle, stop_on_non_finite, eval_batch_size,
+               on_check=None):
     self.hparams = hparams
+    self.keys = keys  # identifies a checkpoint's members
+    self.on_check = on_check
     self.train, self.valid = train, valid
     self.multilabel, self.score_fn = multilabel, score_fn
     self.maximize = maximize
@@ -423,7 +440,7 @@ class _GroupFit:
     for a in (epoch_losses, loss) + ((probs,) if self.score_fn else ()):
       a.copy_to_host_async()
     snapshot = (self.state.params, self.state.bn_state)
-    return check, snapshot, epoch_losses, probs, loss
+    return check, snapshot, epoch_losses, probs, loss, self.state
 
   def run(self) -> list[FitResult]:
     m = len(self.hparams)
@@ -434,15 +451,38 @@ class _GroupFit:
     losses: list[list[np.ndarray]] = [[] for _ in range(m)]
     reason = [""] * m
     last_check = np.full(m, -1)
-    pending = deque([self._dispatch(0, np.ones(m, bool))])
-    next_check = 1
+    saved = self._restore()
+    if saved is None:
+      pending = deque([self._dispatch(0, np.ones(m, bool))])
+      next_check = 1
+    else:
+      es, best, extras, reason, last_check = (
+          EarlyStoppingState(*saved.early_stopping), saved.best,
+          saved.extras, saved.reason, saved.last_check)
+      history = [[ValidationCheck(int(r[0]), *map(float, r[1:])) for r in h]
+                 for h in saved.history]
+      losses = [list(l) for l in saved.losses]
+      pending, next_check = deque(), saved.check + 1
+      if saved.next_active is not None:
+        # Redo the chunk the interrupted loop had dispatched, from the
+        # state it was dispatched from, with the same mask.
+        self.state = saved.train_state
+        pending.append(self._dispatch(next_check, saved.next_active))
+        next_check += 1
+      if self.on_check is not None:
+        done = np.where(es.stopped, [h.max_epochs for h in self.hparams],
+                        (last_check + 1) * self.every)
+        self.on_check(int(done.sum()))
+    self._saved_at = (saved.check if saved else -1, time.monotonic())
     while pending:
       running = ~es.stopped & (next_check < self.max_checks)
+      next_active = None
       if next_check < self.max_checks.max() and running.any():
         # Speculative: train the next chunk while the host scores this one.
         pending.append(self._dispatch(next_check, running))
         next_check += 1
-      check, snapshot, epoch_losses, probs, loss = pending.popleft()
+        next_active = running
+      check, snapshot, epoch_losses, probs, loss, state = pending.popleft()
       evaluated = ~es.stopped
       epoch_losses = np.asarray(epoch_losses)
       loss = np.asarray(loss, np.float64)
@@ -473,11 +513,30 @@ class _GroupFit:
         elif check + 1 >= self.max_checks[i]:
           reason[i] = "max_epochs"
       stopped = es_new.stopped | (evaluated & (check + 1 >= self.max_checks))
+      if self.on_check is not None:
+        # Epochs trained at this check, plus the epochs a member now stopped
+        # will never train (counted as done, so progress reaches its total).
+        epoch = (check + 1) * self.every
+        left = np.array([h.max_epochs for h in self.hparams]) - epoch
+        self.on_check(int(evaluated.sum()) * self.every
+                      + int(left[stopped & ~es.stopped].sum()))
       es = es_new._replace(stopped=stopped)
       if improved.any():
         best = _select(jnp.asarray(improved), snapshot, best)
       if es.stopped.all():
         break
+      if self._save_due(check):
+        self._save(checkpoint_lib.GroupProgress(
+            check, state, best, tuple(es), extras,
+            [np.array(h, np.float64) for h in history],
+            [np.array(l) for l in losses], reason, last_check.copy(),
+            next_active, done=False))
+    if self.checkpoint is not None and not (saved and saved.done):
+      self._save(checkpoint_lib.GroupProgress(
+          int(last_check.max()), None, best, tuple(es), extras,
+          [np.array(h, np.float64) for h in history],
+          [np.array(l) for l in losses], reason, last_check.copy(), None,
+          done=True))
     return [
         FitResult(
             hparams=hp, multilabel=self.multilabel,
@@ -489,6 +548,38 @@ class _GroupFit:
             stop_reason=reason[i], history=tuple(history[i]),
             train_losses=np.concatenate(losses[i]))
         for i, hp in enumerate(self.hparams)]
+
+  # Checkpointing (hear_jax.probe.checkpoint); inert without a checkpoint.
+  checkpoint: checkpoint_lib.ProbeCheckpoint | None = None
+  group_index: int = 0
+
+  def _identity(self) -> dict[str, Any]:
+    """What a saved state must have been made with to be resumed here."""
+    return {
+        "hparams": [dataclasses.asdict(h) for h in self.hparams],
+        "keys": np.asarray(jax.random.key_data(self.keys)).tolist(),
+        "train": [list(a.shape) for a in self.train],
+        "valid": [list(a.shape) for a in self.valid],
+        "options": [self.multilabel, self.maximize, self.shuffle,
+                    self.stop_on_non_finite, self.score_fn is None]}
+
+  def _restore(self) -> checkpoint_lib.GroupProgress | None:
+    if self.checkpoint is None:
+      return None
+    return self.checkpoint.load(
+        self.group_index, self._identity(), train_template=self.state,
+        best_template=(self.state.params, self.state.bn_state))
+
+  def _save_due(self, check: int) -> bool:
+    if self.checkpoint is None:
+      return False
+    last_check, last_time = self._saved_at
+    return self.checkpoint.due(check - last_check,
+                               time.monotonic() - last_time)
+
+  def _save(self, progress: checkpoint_lib.GroupProgress) -> None:
+    self.checkpoint.save(self.group_index, self._identity(), progress)
+    self._saved_at = (progress.check, time.monotonic())
 
 
 class SplitPredictions(NamedTuple):
