@@ -28,7 +28,7 @@ class LeaderboardRow:
   score_std: float | None
 
 
-def _number(value: float | None) -> str:
+def format_number(value: float | None) -> str:
   if value is None:
     return ""
   return "nan" if math.isnan(value) else f"{value:.6f}"
@@ -39,8 +39,8 @@ def to_csv(rows: Sequence[LeaderboardRow]) -> str:
   writer = csv.writer(out, lineterminator="\n")
   writer.writerow(COLUMNS)
   for r in rows:
-    writer.writerow([r.model, r.task, r.metric, _number(r.score),
-                     _number(r.score_std)])
+    writer.writerow([r.model, r.task, r.metric, format_number(r.score),
+                     format_number(r.score_std)])
   return out.getvalue()
 
 

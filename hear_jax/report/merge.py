@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from hear_jax import metrics
 from hear_jax.metrics import normalisation
 from hear_jax.report.task_files import TaskResult, scan_workdir
+from hear_jax.report import leaderboard
 
 PUBLISHED_FILE = "hear2021_published.csv"
 PUBLISHED_RUN = "HEAR 2021 (published)"
@@ -142,19 +143,14 @@ def score_table(results: Sequence[TaskResult]):
   return models, tasks, scores, normalised, average
 
 
-def _number(x: float | None) -> str:
-  if x is None:
-    return ""
-  return "nan" if math.isnan(x) else f"{x:.6f}"
-
-
 def to_csv(results: Sequence[TaskResult]) -> str:
   out = io.StringIO()
   writer = csv.writer(out, lineterminator="\n")
   writer.writerow(CSV_COLUMNS)
   for r in results:
-    writer.writerow([r.model, r.task, r.metric, _number(r.score),
-                     _number(r.score_std), r.run])
+    writer.writerow([r.model, r.task, r.metric,
+                     leaderboard.format_number(r.score),
+                     leaderboard.format_number(r.score_std), r.run])
   return out.getvalue()
 
 
