@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 import tensorflow_datasets as tfds
 
+import hearpreprocess_dirs
 from hear_jax import config as hear_config
 from hear_jax import run
 from hear_jax.data import hear2021_catalogue as catalogue
@@ -38,24 +39,17 @@ tfds.disable_progress_bar()
 def write_task(root, name, metadata, vocabulary, splits, rate=16000):
   """A hearpreprocess task directory. `splits`: {split: {wav: (labels or
   events, n_samples)}}; audio is quiet noise (seeded by the file name)."""
-  task = pathlib.Path(root) / name
-  task.mkdir(parents=True)
-  (task / "task_metadata.json").write_text(json.dumps(metadata, indent=1))
-  (task / "labelvocabulary.csv").write_text(
-      "idx,label\n" + "".join(f"{i},{l}\n" for i, l in enumerate(vocabulary)))
-  for split, entries in splits.items():
-    (task / f"{split}.json").write_text(
-        json.dumps({n: v for n, (v, _) in entries.items()}))
-    audio_dir = task / str(rate) / split
-    audio_dir.mkdir(parents=True)
-    for wav, (_, n) in entries.items():
-      rng = np.random.default_rng(sum(wav.encode()))
-      # Mostly silence (tarballs compress it to nothing), a short burst of
-      # noise so clips differ.
-      audio = np.zeros(n, np.int16)
-      audio[:min(n, 800)] = rng.integers(-3000, 3000, min(n, 800))
-      sf.write(audio_dir / wav, audio, rate, subtype="PCM_16")
-  return task
+  def audio(wav, n):
+    rng = np.random.default_rng(sum(wav.encode()))
+    # Mostly silence (tarballs compress it to nothing), a short burst of
+    # noise so clips differ.
+    clip = np.zeros(n, np.int16)
+    clip[:min(n, 800)] = rng.integers(-3000, 3000, min(n, 800))
+    return clip
+  return hearpreprocess_dirs.write_task(
+      root, name, metadata, vocabulary,
+      {split: {wav: (value, audio(wav, n)) for wav, (value, n) in
+               entries.items()} for split, entries in splits.items()}, rate)
 
 
 def tar_task(task_dir, tarball):

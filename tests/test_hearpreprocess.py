@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 from hear_jax.data import audio_io
 from hear_jax.data import hearpreprocess as hp
 from hear_jax.data.task import load_task
+from hearpreprocess_dirs import write_task
 from tasks.hear2021.hearpreprocess_task import (
     hearpreprocess_task_dataset_builder as hp_builder)
 
@@ -51,23 +52,6 @@ def metadata(**overrides):
   }
   base.update(overrides)
   return base
-
-
-def write_task(root, name, meta, vocabulary, splits, rate=16000):
-  """splits: {split: {wav name: (labels or events, int16 audio)}}."""
-  task = pathlib.Path(root) / name
-  task.mkdir(parents=True)
-  (task / "task_metadata.json").write_text(json.dumps(meta, indent=1))
-  (task / "labelvocabulary.csv").write_text(
-      "idx,label\n" + "".join(f"{i},{l}\n" for i, l in enumerate(vocabulary)))
-  for split, entries in splits.items():
-    (task / f"{split}.json").write_text(
-        json.dumps({n: v for n, (v, _) in entries.items()}))
-    audio_dir = task / str(rate) / split
-    audio_dir.mkdir(parents=True)
-    for n, (_, audio) in entries.items():
-      sf.write(audio_dir / n, audio, rate, subtype="PCM_16")
-  return task
 
 
 def scene_task(root, name="toy-1.0-full"):
