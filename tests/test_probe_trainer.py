@@ -312,9 +312,18 @@ def test_member_in_a_group_equals_member_fitted_alone(shuffle):
   alone = _fit(points[1:2], key=keys[1:2], shuffle_train=shuffle)
   a, b = group[1], alone[0]
   assert (a.best_epoch, a.best_score) == (b.best_epoch, b.best_score)
-  for x, y in zip(jax.tree.leaves((a.params, a.bn_state)),
-                  jax.tree.leaves((b.params, b.bn_state))):
+  # A Linear bias right before BatchNorm has a zero gradient up to rounding,
+  # which Adam scales up to +-lr: it differs between programs of different
+  # member counts but cancels in the BatchNorm (with the running mean it
+  # feeds), so both are left out; the predictions show it cancels.
+  strip = lambda p: {**p, "hidden": tuple(
+      {k: v for k, v in layer.items() if k != "bias"} for layer in p["hidden"])}
+  no_mean = lambda bn: tuple(layer["var"] for layer in bn)
+  for x, y in zip(jax.tree.leaves((strip(a.params), no_mean(a.bn_state))),
+                  jax.tree.leaves((strip(b.params), no_mean(b.bn_state)))):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(trainer.predict(a, VALID_X),
+                             trainer.predict(b, VALID_X), atol=1e-5)
   np.testing.assert_allclose(a.train_losses, b.train_losses, rtol=1e-5)
 
 
@@ -416,10 +425,11 @@ def test_one_member_matches_pytorch_training(multilabel):
       opt.step()
 
   # Every weight agrees to float32 rounding, except the Linear biases before
-  # BatchNorm: their gradient is zero up to rounding noise, which Adam
-  # rescales into a random walk of ~lr per step in either framework (the
-  # running means follow them). Those are copied over before comparing the
-  # eval-mode outputs.
+  # BatchNorm: their gradient is zero in exact arithmetic; torch gets
+  # rounding noise, which Adam rescales into a random walk of ~lr per step
+  # (the running means follow it), while hear_jax keeps them out of the
+  # batch statistics (mlp.apply_mlp). Those are copied over before
+  # comparing the eval-mode outputs.
   for i, layer in enumerate(result.params["hidden"]):
     linear, bn = model[4 * i], model[4 * i + 1]
     np.testing.assert_allclose(layer["kernel"],

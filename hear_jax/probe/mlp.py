@@ -98,14 +98,18 @@ def init_mlp(key: jax.Array, shape: MlpShape,
 
 
 def batch_norm_train(h: jax.Array, layer: Params, stats: dict,
-                     mask: jax.Array | None = None) -> tuple[jax.Array, dict]:
+                     mask: jax.Array | None = None,
+                     input_bias: jax.Array | None = None
+                     ) -> tuple[jax.Array, dict]:
   """BatchNorm1d in training mode, with PyTorch's running-stat update.
 
   Normalises with the biased batch variance but feeds the unbiased one
   (n / (n - 1)) into the running variance, as torch does; a batch of one row
   therefore has no defined update (the trainer never builds one). `mask`
   [N] (1 = real row) restricts the statistics to the real rows of a padded
-  batch.
+  batch. `input_bias`: the preceding Linear's bias when `h` was computed
+  without it; it cancels in the normalisation, so only the running mean
+  (what eval mode subtracts) takes it in.
   """
   if mask is None:
     n = h.shape[0]
@@ -120,6 +124,8 @@ def batch_norm_train(h: jax.Array, layer: Params, stats: dict,
     unbiased = var * (n / jnp.maximum(n - 1, 1))
   y = (h - mean) * jax.lax.rsqrt(var + BATCHNORM_EPS)
   y = y * layer["scale"] + layer["offset"]
+  if input_bias is not None:
+    mean = mean + input_bias
   m = BATCHNORM_MOMENTUM
   new_stats = {"mean": (1 - m) * stats["mean"] + m * mean,
                "var": (1 - m) * stats["var"] + m * unbiased}
@@ -129,6 +135,26 @@ def batch_norm_train(h: jax.Array, layer: Params, stats: dict,
 def batch_norm_eval(h: jax.Array, layer: Params, stats: dict) -> jax.Array:
   y = (h - stats["mean"]) * jax.lax.rsqrt(stats["var"] + BATCHNORM_EPS)
   return y * layer["scale"] + layer["offset"]
+
+
+def dropout_noise(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """Uniform 16-bit integers (as int32) for dropout masks of `shape`.
+
+  Every 32-bit random word gives two masks' worth of bits: on CPU the random
+  bits cost as much as a head's matmuls at 512-d embeddings, and halving the
+  words (and skipping the float conversion) cuts that several-fold. The
+  drop rate becomes `dropout_threshold(p) / 2**16` (0.1 -> 0.1000061).
+  """
+  n = math.prod(shape)
+  words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
+  halves = jnp.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(-1)
+  return halves[:n].reshape(shape).astype(jnp.int32)
+
+
+def dropout_threshold(dropout: float | jax.Array) -> jax.Array:
+  """The 16-bit cut below which `dropout_noise` drops a unit."""
+  return jnp.round(jnp.asarray(dropout, jnp.float32) * 65536.0).astype(
+      jnp.int32)
 
 
 def apply_mlp(params: Params, bn_state: BatchNormState, x: jax.Array, *,
@@ -146,19 +172,25 @@ def apply_mlp(params: Params, bn_state: BatchNormState, x: jax.Array, *,
   if train and key is None and hidden:
     raise ValueError("apply_mlp: train=True needs a dropout `key`")
   if train and hidden:
-    # One draw for every layer's dropout mask (one random op to compile).
     width = hidden[0]["kernel"].shape[1]
-    noise = jax.random.uniform(key, (len(hidden), x.shape[0], width))
+    noise = dropout_noise(key, (len(hidden), x.shape[0], width))
   h = x
   new_state = []
   for i, (layer, stats) in enumerate(zip(hidden, bn_state)):
-    h = h @ layer["kernel"] + layer["bias"]
     if train:
-      h, stats = batch_norm_train(h, layer, stats, mask)
+      # The bias is left out of the batch statistics it would cancel in:
+      # its gradient is then exactly zero, as in exact arithmetic. Added
+      # and subtracted again (PyTorch), it gets rounding-noise gradients
+      # that Adam scales up to a random walk, and eval-mode outputs then
+      # depend on how a program happened to round (member count, devices).
+      h = h @ layer["kernel"]
+      h, stats = batch_norm_train(h, layer, stats, mask,
+                                  input_bias=layer["bias"])
       keep_prob = 1.0 - dropout
-      h = jnp.where(noise[i] < keep_prob, h / keep_prob, 0.0)
+      h = jnp.where(noise[i] >= dropout_threshold(dropout), h / keep_prob,
+                    0.0)
     else:
-      h = batch_norm_eval(h, layer, stats)
+      h = batch_norm_eval(h @ layer["kernel"] + layer["bias"], layer, stats)
     h = jax.nn.relu(h)
     new_state.append(stats)
   logits = h @ params["output"]["kernel"] + params["output"]["bias"]

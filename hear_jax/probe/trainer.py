@@ -25,10 +25,15 @@ or sigmoid). With `score_fn=None` the monitor is the validation loss
 Protocol (hear-reference.md §5.3), with the choices this port makes:
 
 - Batches of `batch_size` in data order; the last partial batch is kept
-  (padded to `batch_size` and masked out of the loss and the BatchNorm
-  statistics, so one compiled step serves every batch). A last batch of
-  exactly one row is dropped when the head has BatchNorm (PyTorch raises on
-  it; a single row has no unbiased variance).
+  (a step compiled for its size). A last batch of exactly one row is dropped
+  when the head has BatchNorm (PyTorch raises on it; a single row has no
+  unbiased variance).
+- The Linear bias before each BatchNorm is kept out of the batch statistics
+  (it cancels there) and enters only the running mean: its gradient is
+  exactly zero, where PyTorch's rounding noise, rescaled by Adam, makes it
+  drift at random (`mlp.apply_mlp`). Same function in exact arithmetic.
+- Dropout masks are drawn at 16-bit resolution (`mlp.dropout_noise`): the
+  drop rate is rounded to a multiple of 2^-16 (0.1 -> 0.1000061).
 - No reshuffling by default (hear-eval-kit's k-fold-era behaviour);
   `shuffle_train=True` draws a new permutation every epoch from the member's
   key.
@@ -205,22 +210,22 @@ def _train_chunk(state, members, active, x, y, first_epoch, *, n_epochs,
                  batch_size, multilabel, shuffle):
   """Trains every member for `n_epochs` epochs; frozen where ~active.
 
-  Every batch has `batch_size` row slots; the slots past the end of the
-  data in the last batch are masked out of the loss and the BatchNorm
-  statistics, so one step body serves full and partial batches alike.
+  The full batches of an epoch run in a `lax.scan`; the last partial batch
+  (if any) is a second step body compiled for its own row count, so no
+  compute is spent on padding rows.
   """
   has_bn = bool(state.params["hidden"])
-  n_batches, n_used = _training_batches(x.shape[0], batch_size, has_bn)
+  _, n_used = _training_batches(x.shape[0], batch_size, has_bn)
+  n_full, rest = divmod(n_used, batch_size)
   tx = _adam()
 
-  def member_step(st, dropout, dropout_key, xb, yb, mask):
+  def member_step(st, dropout, dropout_key, xb, yb):
     key = jax.random.fold_in(dropout_key, st.step)
 
     def loss_fn(params):
       logits, bn_state = mlp.apply_mlp(params, st.bn_state, xb, train=True,
-                                       dropout=dropout, key=key, mask=mask)
-      loss = mlp.head_loss(logits, yb, multilabel=multilabel, mask=mask)
-      return loss, bn_state
+                                       dropout=dropout, key=key)
+      return mlp.head_loss(logits, yb, multilabel=multilabel), bn_state
 
     (loss, bn_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         st.params)
@@ -229,27 +234,34 @@ def _train_chunk(state, members, active, x, y, first_epoch, *, n_epochs,
     return _TrainState(params, bn_state, opt_state, st.step + 1), loss
 
   # Without shuffling every member sees the same batch: it is broadcast, not
-  # gathered per member.
+  # gathered per member, and the members' first-layer matmuls fuse into one.
   data_axis = 0 if shuffle else None
-  step_all = jax.vmap(member_step,
-                      in_axes=(0, 0, 0, data_axis, data_axis, None))
+  step_all = jax.vmap(member_step, in_axes=(0, 0, 0, data_axis, data_axis))
 
   def epoch_body(st, epoch):
     if shuffle:
       order = jax.vmap(lambda k: jax.random.permutation(
           jax.random.fold_in(k, epoch), x.shape[0]))(members.shuffle_key)
 
-    def batch_body(st, b):
-      slots = b * batch_size + jnp.arange(batch_size)
-      mask = (slots < n_used).astype(jnp.float32)
-      rows = jnp.minimum(slots, n_used - 1)
+    def batch(st, start, size):
       if shuffle:
-        rows = order[:, rows]
-      return step_all(st, members.dropout, members.dropout_key, x[rows],
-                      y[rows], mask)
+        rows = jax.lax.dynamic_slice_in_dim(order, start, size, axis=1)
+        xb, yb = x[rows], y[rows]
+      else:
+        xb = jax.lax.dynamic_slice_in_dim(x, start, size)
+        yb = jax.lax.dynamic_slice_in_dim(y, start, size)
+      return step_all(st, members.dropout, members.dropout_key, xb, yb)
 
-    st, losses = jax.lax.scan(batch_body, st, jnp.arange(n_batches))
-    return st, jnp.mean(losses, axis=0)
+    losses = []
+    if n_full:
+      st, full = jax.lax.scan(
+          lambda st, b: batch(st, b * batch_size, batch_size), st,
+          jnp.arange(n_full))
+      losses.append(full)
+    if rest:
+      st, last = batch(st, n_full * batch_size, rest)
+      losses.append(last[None])
+    return st, jnp.mean(jnp.concatenate(losses), axis=0)
 
   new_state, epoch_losses = jax.lax.scan(
       epoch_body, state, first_epoch + jnp.arange(n_epochs))
