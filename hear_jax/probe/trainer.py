@@ -63,7 +63,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
+import math
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -147,6 +150,69 @@ def early_stopping_step(state: EarlyStoppingState, scores: np.ndarray,
       wait=wait, stopped=state.stopped | stop), improved
 
 
+class Member(NamedTuple):
+  """One head for `fit_members`: its grid point, PRNG key, the rows of `x`
+  it trains and validates on, and its validation monitor (see `ScoreFn`;
+  None monitors the validation loss)."""
+
+  hparams: HParams
+  key: jax.Array  # one typed PRNG key
+  train_rows: np.ndarray  # int indices into x, in training order
+  valid_rows: np.ndarray
+  score_fn: ScoreFn | None
+
+
+class Placement(NamedTuple):
+  """Where a group's arrays live: a ("members", "batch") mesh over every
+  device of every process. Member-stacked state is split over "members";
+  each training batch over "batch" (BatchNorm's statistics and the weight
+  gradients then sum across it); embeddings and outputs the host reads are
+  replicated."""
+
+  members: jax.sharding.NamedSharding  # leading member axis
+  batch: jax.sharding.NamedSharding  # [rows, ...]
+  member_batch: jax.sharding.NamedSharding  # [M, rows, ...]
+  replicated: jax.sharding.NamedSharding
+
+
+def placement(n_members: int, devices: Sequence[jax.Device] | None = None
+              ) -> Placement | None:
+  """The mesh for a group of `n_members` over `devices` (default: all of
+  them, every process's); None on a single device (plain jit).
+
+  Members go where they divide evenly (gcd of members and devices); the rest
+  of the devices split the batch. The members' numbers do not depend on the
+  layout: PRNG streams come from the member keys alone.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  if len(devices) == 1:
+    return None
+  n_members_axis = math.gcd(n_members, len(devices))
+  mesh = jax.sharding.Mesh(
+      np.array(devices).reshape(n_members_axis, -1), ("members", "batch"))
+  spec = jax.sharding.PartitionSpec
+  named = lambda *s: jax.sharding.NamedSharding(mesh, spec(*s))
+  return Placement(members=named("members"), batch=named("batch"),
+                   member_batch=named("members", "batch"),
+                   replicated=named())
+
+
+def _constrain(tree, sharding):
+  if sharding is None:
+    return tree
+  return jax.lax.with_sharding_constraint(tree, sharding)
+
+
+def _to_device(a: np.ndarray, sharding) -> jax.Array:
+  """A host array, whole on every device of `sharding` (or the default)."""
+  if sharding is None:
+    return jax.device_put(a)
+  # Built shard by shard so it also works when the mesh spans processes
+  # (each process supplies its own devices' copies).
+  a = np.asarray(a)
+  return jax.make_array_from_callback(a.shape, sharding, lambda i: a[i])
+
+
 class _Members(NamedTuple):
   """Per-member numbers a group's program reads, each with leading dim M."""
 
@@ -183,9 +249,12 @@ def member_keys(key: jax.Array, n_members: int) -> jax.Array:
   return key
 
 
-@functools.partial(jax.jit, static_argnames=("shape",))
-def _init_members(keys, xavier_normal, learning_rate, dropout, *, shape):
+@functools.partial(jax.jit, static_argnames=("shape", "impl", "place"))
+def _init_members(key_data, xavier_normal, learning_rate, dropout, *, shape,
+                  impl, place):
   """Stacked train state and per-member numbers for one group."""
+  keys = jax.random.wrap_key_data(key_data, impl=impl)
+
   def one(key, normal, lr):
     params, bn_state = mlp.init_mlp(jax.random.fold_in(key, 0), shape, normal)
     opt_state = _adam().init(params)
@@ -194,7 +263,10 @@ def _init_members(keys, xavier_normal, learning_rate, dropout, *, shape):
     return _TrainState(params, bn_state, opt_state, jnp.zeros((), jnp.int32))
   state = jax.vmap(one)(keys, xavier_normal, learning_rate)
   fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
-  return state, _Members(dropout, fold(keys, 1), fold(keys, 2))
+  members = _Members(dropout, fold(keys, 1), fold(keys, 2))
+  members_sharding = place and place.members
+  return (_constrain(state, members_sharding),
+          _constrain(members, members_sharding))
 
 
 def _training_batches(n: int, batch_size: int, has_batch_norm: bool):
@@ -205,63 +277,105 @@ def _training_batches(n: int, batch_size: int, has_batch_norm: bool):
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "n_epochs", "batch_size", "multilabel", "shuffle"))
-def _train_chunk(state, members, active, x, y, first_epoch, *, n_epochs,
-                 batch_size, multilabel, shuffle):
+    "n_epochs", "batch_size", "multilabel", "shuffle", "place"))
+def _train_chunk(state, members, active, x, y, rows, n_rows, first_epoch, *,
+                 n_epochs, batch_size, multilabel, shuffle, place):
   """Trains every member for `n_epochs` epochs; frozen where ~active.
 
-  The full batches of an epoch run in a `lax.scan`; the last partial batch
-  (if any) is a second step body compiled for its own row count, so no
-  compute is spent on padding rows.
+  `rows` [N] (every member trains on the same rows; `n_rows` unused) or
+  [M, N_max] with each member's count in `n_rows` [M] (e.g. the folds of a
+  k-fold task, padded to the longest). Shared rows: the full batches of an
+  epoch run in a `lax.scan` and the last partial batch is a second step body
+  compiled for its own size, so no compute goes to padding; each batch is
+  broadcast to every member, whose first-layer matmuls fuse into one.
+  Per-member rows: every member's batch b holds its rows [b*B, (b+1)*B);
+  the slots past its end are masked out of the loss and the BatchNorm
+  statistics, and a batch with no row at all is no step.
   """
   has_bn = bool(state.params["hidden"])
-  _, n_used = _training_batches(x.shape[0], batch_size, has_bn)
-  n_full, rest = divmod(n_used, batch_size)
+  shared = rows.ndim == 1
   tx = _adam()
 
-  def member_step(st, dropout, dropout_key, xb, yb):
+  def member_step(st, dropout, dropout_key, xb, yb, mask):
     key = jax.random.fold_in(dropout_key, st.step)
 
     def loss_fn(params):
       logits, bn_state = mlp.apply_mlp(params, st.bn_state, xb, train=True,
-                                       dropout=dropout, key=key)
-      return mlp.head_loss(logits, yb, multilabel=multilabel), bn_state
+                                       dropout=dropout, key=key, mask=mask)
+      return (mlp.head_loss(logits, yb, multilabel=multilabel, mask=mask),
+              bn_state)
 
     (loss, bn_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         st.params)
     updates, opt_state = tx.update(grads, st.opt_state, st.params)
     params = optax.apply_updates(st.params, updates)
-    return _TrainState(params, bn_state, opt_state, st.step + 1), loss
+    new = _TrainState(params, bn_state, opt_state, st.step + 1)
+    if mask is None:
+      return new, loss, jnp.float32(1)
+    has_rows = jnp.sum(mask) > 0
+    new = jax.tree.map(lambda a, b: jnp.where(has_rows, a, b), new, st)
+    return new, jnp.where(has_rows, loss, 0.0), has_rows.astype(jnp.float32)
 
-  # Without shuffling every member sees the same batch: it is broadcast, not
-  # gathered per member, and the members' first-layer matmuls fuse into one.
-  data_axis = 0 if shuffle else None
-  step_all = jax.vmap(member_step, in_axes=(0, 0, 0, data_axis, data_axis))
+  if shared:
+    _, n_used = _training_batches(rows.shape[0], batch_size, has_bn)
+    batch_sizes = [batch_size] * (n_used // batch_size)
+    if n_used % batch_size:
+      batch_sizes.append(n_used % batch_size)
+    # Without shuffling every member sees the same batch: it is broadcast,
+    # not gathered per member.
+    data_axis = 0 if shuffle else None
+    step_all = jax.vmap(member_step,
+                        in_axes=(0, 0, 0, data_axis, data_axis, None))
+    batch_sharding = place and (place.member_batch if shuffle else place.batch)
+  else:
+    n_max = rows.shape[1]
+    n_used = n_rows - ((n_rows % batch_size == 1) & has_bn)
+    n_batches = -(-n_max // batch_size)
+    batch_sizes = [batch_size] * (n_batches - 1) + [
+        n_max - (n_batches - 1) * batch_size]
+    step_all = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, 0))
+    batch_sharding = place and place.member_batch
 
   def epoch_body(st, epoch):
-    if shuffle:
+    if shuffle and shared:
       order = jax.vmap(lambda k: jax.random.permutation(
-          jax.random.fold_in(k, epoch), x.shape[0]))(members.shuffle_key)
+          jax.random.fold_in(k, epoch), rows.shape[0]))(members.shuffle_key)
+    elif shuffle:
+      # Each member's own rows first, in random order; padding slots last.
+      def member_order(k, n):
+        u = jax.random.uniform(jax.random.fold_in(k, epoch), (n_max,))
+        return jnp.argsort(jnp.where(jnp.arange(n_max) < n, u, 2.0))
+      order = jax.vmap(member_order)(members.shuffle_key, n_rows)
 
     def batch(st, start, size):
-      if shuffle:
-        rows = jax.lax.dynamic_slice_in_dim(order, start, size, axis=1)
-        xb, yb = x[rows], y[rows]
+      mask = None
+      if shared:
+        if shuffle:
+          picked = rows[jax.lax.dynamic_slice_in_dim(order, start, size, 1)]
+        else:
+          picked = jax.lax.dynamic_slice_in_dim(rows, start, size)
       else:
-        xb = jax.lax.dynamic_slice_in_dim(x, start, size)
-        yb = jax.lax.dynamic_slice_in_dim(y, start, size)
-      return step_all(st, members.dropout, members.dropout_key, xb, yb)
+        slots = start + jnp.arange(size)
+        positions = order[:, slots] if shuffle else jnp.broadcast_to(
+            slots, (rows.shape[0], size))
+        picked = jnp.take_along_axis(rows, positions, axis=1)
+        mask = (slots[None, :] < n_used[:, None]).astype(jnp.float32)
+      xb = _constrain(x[picked], batch_sharding)
+      return step_all(st, members.dropout, members.dropout_key, xb,
+                      y[picked], mask)
 
-    losses = []
+    sums, counts = 0.0, 0.0
+    n_full = sum(1 for s in batch_sizes if s == batch_size)
     if n_full:
-      st, full = jax.lax.scan(
-          lambda st, b: batch(st, b * batch_size, batch_size), st,
-          jnp.arange(n_full))
-      losses.append(full)
-    if rest:
-      st, last = batch(st, n_full * batch_size, rest)
-      losses.append(last[None])
-    return st, jnp.mean(jnp.concatenate(losses), axis=0)
+      def full_body(st, b):
+        st, loss, has = batch(st, b * batch_size, batch_size)
+        return st, (loss, has)
+      st, (losses, has) = jax.lax.scan(full_body, st, jnp.arange(n_full))
+      sums, counts = jnp.sum(losses, 0), jnp.sum(has, 0)
+    if n_full < len(batch_sizes):
+      st, loss, has = batch(st, n_full * batch_size, batch_sizes[-1])
+      sums, counts = sums + loss, counts + has
+    return st, sums / jnp.maximum(counts, 1.0)
 
   new_state, epoch_losses = jax.lax.scan(
       epoch_body, state, first_epoch + jnp.arange(n_epochs))
@@ -270,38 +384,55 @@ def _train_chunk(state, members, active, x, y, first_epoch, *, n_epochs,
     mask = active.reshape(active.shape + (1,) * (new.ndim - 1))
     return jnp.where(mask, new, old)
 
-  return jax.tree.map(keep_stopped, new_state, state), epoch_losses
+  new_state = jax.tree.map(keep_stopped, new_state, state)
+  return new_state, _constrain(epoch_losses, place and place.replicated)
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("multilabel", "chunk", "with_logits"))
-def _evaluate_members(params, bn_state, x, y, *, multilabel, chunk,
-                      with_logits=False):
-  """Eval-mode probs [M, N, C], logits [M, N, C] (or None) and mean loss [M]
-  (or None without targets)."""
-  def logits_of(rows):
-    return jax.vmap(lambda p, b: mlp.apply_mlp(p, b, rows)[0])(params, bn_state)
+@functools.partial(jax.jit, static_argnames=(
+    "multilabel", "chunk", "with_logits", "place"))
+def _evaluate_members(params, bn_state, x, y, rows, n_rows, *, multilabel,
+                      chunk, with_logits=False, place=None):
+  """Eval-mode probs [M, N, C], logits (or None) and mean loss [M] (or None
+  without targets `y`) on `rows` [N] (shared) or [M, N_max] (per member,
+  `n_rows` [M] real; the padding rows' outputs are garbage, not in the
+  loss)."""
+  shared = rows.ndim == 1
 
-  n = x.shape[0]
+  def logits_of(r):
+    if shared:
+      xr = x[r]
+      return jax.vmap(lambda p, b: mlp.apply_mlp(p, b, xr)[0])(params,
+                                                                bn_state)
+    return jax.vmap(lambda p, b, ri: mlp.apply_mlp(p, b, x[ri])[0])(
+        params, bn_state, r)
+
+  n = rows.shape[-1]
   n_full, rest = divmod(n, chunk)
   parts = []
   if n_full:
     # Chunks bound the [M, rows, hidden] activations on large splits.
     _, full = jax.lax.scan(
-        lambda c, i: (c, logits_of(
-            jax.lax.dynamic_slice_in_dim(x, i * chunk, chunk))),
+        lambda c, i: (c, logits_of(jax.lax.dynamic_slice_in_dim(
+            rows, i * chunk, chunk, axis=rows.ndim - 1))),
         None, jnp.arange(n_full))
     m, c = full.shape[1], full.shape[-1]
     parts.append(full.transpose(1, 0, 2, 3).reshape(m, n_full * chunk, c))
   if rest:
-    parts.append(logits_of(x[n_full * chunk:]))
+    parts.append(logits_of(rows[..., n_full * chunk:]))
   logits = jnp.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
   loss = None
   if y is not None:
-    loss = jax.vmap(lambda lg: mlp.head_loss(lg, y, multilabel=multilabel))(
-        logits)
+    targets = y[rows]
+    if shared:
+      loss = jax.vmap(lambda lg: mlp.head_loss(
+          lg, targets, multilabel=multilabel))(logits)
+    else:
+      real = (jnp.arange(n)[None, :] < n_rows[:, None]).astype(jnp.float32)
+      loss = jax.vmap(lambda lg, t, m: mlp.head_loss(
+          lg, t, multilabel=multilabel, mask=m))(logits, targets, real)
   probs = mlp.head_probabilities(logits, multilabel=multilabel)
-  return probs, logits if with_logits else None, loss
+  out = (probs, logits if with_logits else None, loss)
+  return _constrain(out, place and place.replicated)
 
 
 @jax.jit
@@ -312,27 +443,22 @@ def _select(mask, new, old):
 
 
 @jax.jit
-def _split_facts(x, y):
-  return jnp.all(jnp.isfinite(x)), jnp.all(jnp.sum(y, axis=1) == 1)
+def _row_facts(x, y, rows):
+  return jnp.all(jnp.isfinite(x[rows])), jnp.all(jnp.sum(y[rows], axis=1) == 1)
 
 
-def _check_split(name: str, x, y, multilabel: bool):
-  if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-    raise ValueError(f"fit_probes: {name}_x {x.shape} and {name}_y {y.shape} "
-                     "must be [N, D] and [N, C] with the same N")
-  if x.shape[0] == 0:
-    raise ValueError(f"fit_probes: {name} split is empty")
-  finite, one_label = _split_facts(x, y)
+def _check_rows(name: str, x, y, rows: np.ndarray, multilabel: bool):
+  if rows.ndim != 1 or len(rows) == 0:
+    raise ValueError(f"fit_members: {name} rows are empty")
+  if rows.min() < 0 or rows.max() >= x.shape[0]:
+    raise ValueError(f"fit_members: {name} rows must index x's {x.shape[0]}"
+                     f" rows; got {rows.min()}..{rows.max()}")
+  finite, one_label = _row_facts(x, y, jnp.asarray(rows))
   if not finite:
     raise ValueError(f"fit_probes: {name}_x contains NaN or inf")
   if not multilabel and not one_label:
     raise ValueError(f"fit_probes: {name}_y must have exactly one label per "
                      "row for a multiclass task")
-
-
-@jax.jit
-def _member(tree, i):
-  return jax.tree.map(lambda a: a[i], tree)
 
 
 def _group_key(hp: HParams):
@@ -346,13 +472,13 @@ def fit_probes(train_x, train_y, valid_x, valid_y, hparams: Sequence[HParams],
                stop_on_non_finite: bool = True,
                eval_batch_size: int = 4096,
                on_check: Callable[[int], None] | None = None,
-               checkpoint: checkpoint_lib.ProbeCheckpoint | None = None
+               checkpoint: checkpoint_lib.ProbeCheckpoint | None = None,
+               devices: Sequence[jax.Device] | None = None
                ) -> list[FitResult]:
-  """Trains one head per `hparams` entry; results in the same order.
+  """Trains one head per `hparams` entry on one split; results in order.
 
   Args:
-    train_x, valid_x: embeddings [N, D] (numpy or jax; moved to the device
-      once and shared by every member).
+    train_x, valid_x: embeddings [N, D] (numpy or jax).
     train_y, valid_y: one-hot (multiclass) or multi-hot targets [N, C].
     hparams: the grid points; entries sharing an architecture are trained
       together as one vmapped program.
@@ -362,97 +488,193 @@ def fit_probes(train_x, train_y, valid_x, valid_y, hparams: Sequence[HParams],
       or None to monitor the validation loss.
     maximize: the monitor's mode (False for losses and `segment_1s_er`).
     key: one PRNG key (member i uses fold_in(key, i)) or one key per member.
-    shuffle_train: reshuffle the training rows every epoch.
+    Others: as `fit_members`.
+  """
+  if not hparams:
+    raise ValueError("fit_probes: hparams is empty")
+  for name, (a, b) in (("train", (train_x, train_y)),
+                       ("valid", (valid_x, valid_y))):
+    if np.ndim(a) != 2 or np.ndim(b) != 2 or np.shape(a)[0] != np.shape(b)[0]:
+      raise ValueError(f"fit_probes: {name}_x {np.shape(a)} and {name}_y "
+                       f"{np.shape(b)} must be [N, D] and [N, C] with the "
+                       "same N")
+    if np.shape(a)[0] == 0:
+      raise ValueError(f"fit_probes: {name} split is empty")
+  if (np.shape(train_x)[1] != np.shape(valid_x)[1]
+      or np.shape(train_y)[1] != np.shape(valid_y)[1]):
+    raise ValueError(f"fit_probes: train ({np.shape(train_x)[1]} dims, "
+                     f"{np.shape(train_y)[1]} labels) and valid "
+                     f"({np.shape(valid_x)[1]} dims, {np.shape(valid_y)[1]}"
+                     " labels) disagree")
+  n_train = np.shape(train_x)[0]
+  cat = np.concatenate if isinstance(train_x, np.ndarray) else jnp.concatenate
+  x = cat([train_x, valid_x]).astype(np.float32)
+  y = cat([train_y, valid_y]).astype(np.float32)
+  train_rows = np.arange(n_train)
+  valid_rows = np.arange(n_train, x.shape[0])
+  keys = member_keys(key, len(hparams))
+  return fit_members(
+      x, y, [Member(hp, keys[i], train_rows, valid_rows, score_fn)
+             for i, hp in enumerate(hparams)],
+      multilabel=multilabel, maximize=maximize, shuffle_train=shuffle_train,
+      stop_on_non_finite=stop_on_non_finite, eval_batch_size=eval_batch_size,
+      on_check=on_check, checkpoint=checkpoint, devices=devices)
+
+
+def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
+                maximize: bool, shuffle_train: bool = False,
+                stop_on_non_finite: bool = True, eval_batch_size: int = 4096,
+                on_check: Callable[[int], None] | None = None,
+                checkpoint: checkpoint_lib.ProbeCheckpoint | None = None,
+                devices: Sequence[jax.Device] | None = None
+                ) -> list[FitResult]:
+  """Trains every member's head; results in the same order.
+
+  All members index one embedding matrix, placed on the devices once: a
+  k-fold task's folds are rows of it, so the best grid point retrained on
+  every other split is one program of k - 1 members, with no copy of the
+  embeddings per split.
+
+  Args:
+    x: every row any member trains or validates on [N, D] (numpy or jax).
+    y: the targets of those rows [N, C].
+    members: what to train (`Member`); members sharing an architecture run
+      as one vmapped program, spread over `devices` (`placement`).
+    multilabel, maximize: as `fit_probes`; the monitor (score_fn or the
+      validation loss) must be the same kind for every member.
+    shuffle_train: reshuffle each member's training rows every epoch.
     stop_on_non_finite: Lightning's check_finite (see module docstring).
     eval_batch_size: rows per chunk of the eval-mode forward pass.
     on_check: progress callback, called after every validation check with
       the member-epochs it completed; a member that stops counts its
       remaining epochs as done, so the calls add up to
-      sum(h.max_epochs for h in hparams).
+      sum(m.hparams.max_epochs for m in members).
     checkpoint: where each group saves its training state as it goes and
       resumes from, bit-identically (`hear_jax.probe.checkpoint`); on resume
-      `on_check` is called once with the member-epochs already done.
+      `on_check` is called once with the member-epochs already done. Not
+      used when the devices span several processes (logged).
+    devices: the devices to spread members and batches over (default: all
+      devices of all processes).
   """
-  if not hparams:
-    raise ValueError("fit_probes: hparams is empty")
-  if score_fn is None and maximize:
+  if not members:
+    raise ValueError("fit_members: no members")
+  monitors = {m.score_fn is None for m in members}
+  if len(monitors) > 1:
+    raise ValueError("fit_members: either every member has a score_fn or "
+                     "none has (the validation-loss monitor)")
+  if monitors == {True} and maximize:
     raise ValueError("fit_probes: score_fn=None monitors the validation loss, "
                      "which needs maximize=False")
-  train_x = jnp.asarray(train_x, jnp.float32)
-  train_y = jnp.asarray(train_y, jnp.float32)
-  valid_x = jnp.asarray(valid_x, jnp.float32)
-  valid_y = jnp.asarray(valid_y, jnp.float32)
-  _check_split("train", train_x, train_y, multilabel)
-  _check_split("valid", valid_x, valid_y, multilabel)
-  if (train_x.shape[1] != valid_x.shape[1]
-      or train_y.shape[1] != valid_y.shape[1]):
-    raise ValueError(f"fit_probes: train ({train_x.shape[1]} dims, "
-                     f"{train_y.shape[1]} labels) and valid ({valid_x.shape[1]}"
-                     f" dims, {valid_y.shape[1]} labels) disagree")
-  keys = member_keys(key, len(hparams))
+  if np.ndim(x) != 2 or np.ndim(y) != 2 or np.shape(x)[0] != np.shape(y)[0]:
+    raise ValueError(f"fit_members: x {np.shape(x)} and y {np.shape(y)} must "
+                     "be [N, D] and [N, C] with the same N")
+  devices = list(jax.devices() if devices is None else devices)
+  if checkpoint is not None and len({d.process_index for d in devices}) > 1:
+    logging.info("probe checkpoints are not used across %d processes",
+                 len({d.process_index for d in devices}))
+    checkpoint = None
+  # One copy of the embeddings on the devices, shared by every group.
+  replicated = placement(1, devices)
+  replicated = replicated and replicated.replicated
+  x = _to_device(np.asarray(x, np.float32), replicated)
+  y = _to_device(np.asarray(y, np.float32), replicated)
+  for m in members:
+    _check_rows("train", x, y, np.asarray(m.train_rows), multilabel)
+    _check_rows("valid", x, y, np.asarray(m.valid_rows), multilabel)
 
   groups: dict[tuple, list[int]] = {}
-  for i, hp in enumerate(hparams):
-    groups.setdefault(_group_key(hp), []).append(i)
-  results: list[FitResult | None] = [None] * len(hparams)
+  for i, m in enumerate(members):
+    groups.setdefault(_group_key(m.hparams), []).append(i)
+  results: list[FitResult | None] = [None] * len(members)
   for g, indices in enumerate(groups.values()):
     group = _GroupFit(
-        [hparams[i] for i in indices], keys[jnp.asarray(indices)],
-        (train_x, train_y), (valid_x, valid_y), multilabel=multilabel,
-        score_fn=score_fn, maximize=maximize, shuffle=shuffle_train,
+        [members[i] for i in indices], x, y, multilabel=multilabel,
+        maximize=maximize, shuffle=shuffle_train,
         stop_on_non_finite=stop_on_non_finite, eval_batch_size=eval_batch_size,
-        on_check=on_check)
+        on_check=on_check, devices=devices)
     group.checkpoint, group.group_index = checkpoint, g
     for i, result in zip(indices, group.run()):
       results[i] = result
   return results
 
 
+def _rows_on_device(rows: Sequence[np.ndarray], place):
+  """Shared rows [N] when every member has the same, else [M, N_max] padded
+  with row 0, and the counts [M]."""
+  rows = [np.asarray(r, np.int32) for r in rows]
+  counts = np.array([len(r) for r in rows], np.int32)
+  replicated = place and place.replicated
+  if all(len(r) == len(rows[0]) and np.array_equal(r, rows[0])
+         for r in rows):
+    return _to_device(rows[0], replicated), counts
+  padded = np.zeros((len(rows), counts.max()), np.int32)
+  for i, r in enumerate(rows):
+    padded[i, :len(r)] = r
+  return _to_device(padded, replicated), counts
+
+
 class _GroupFit:
   """The host loop for one architecture group: dispatch, score, stop."""
 
-  def __init__(self, hparams, keys, train, valid, *, multilabel, score_fn,
-               maximize, shuffle, stop_on_non_finite, eval_batch_size,
-               on_check=None):
-    self.hparams = hparams
-    self.keys = keys  # identifies a checkpoint's members
+  def __init__(self, members, x, y, *, multilabel, maximize, shuffle,
+               stop_on_non_finite, eval_batch_size, on_check=None,
+               devices=None):
+    self.members = members
+    self.hparams = [m.hparams for m in members]
+    self.keys = jnp.stack([m.key for m in members])
+    self.score_fns = [m.score_fn for m in members]
+    self.monitor_loss = members[0].score_fn is None
     self.on_check = on_check
-    self.train, self.valid = train, valid
-    self.multilabel, self.score_fn = multilabel, score_fn
+    self.x, self.y = x, y
+    self.multilabel = multilabel
     self.maximize = maximize
     self.shuffle, self.stop_on_non_finite = shuffle, stop_on_non_finite
     self.eval_batch_size = eval_batch_size
-    hp = hparams[0]
+    self.place = placement(len(members), devices)
+    hp = self.hparams[0]
     self.every = hp.check_val_every_n_epoch
     self.shape = mlp.MlpShape(
-        in_dim=train[0].shape[1], n_labels=train[1].shape[1],
+        in_dim=x.shape[1], n_labels=y.shape[1],
         hidden_layers=hp.hidden_layers, hidden_dim=hp.hidden_dim)
-    n_batches, _ = _training_batches(train[0].shape[0], hp.batch_size,
-                                     hp.hidden_layers > 0)
-    if n_batches == 0:
-      raise ValueError("fit_probes: a single training row cannot train a head "
-                       "with BatchNorm")
-    self.max_checks = np.array([h.max_epochs // self.every for h in hparams])
-    self.patience = np.array([h.patience for h in hparams])
-    self.state, self.members = _init_members(
-        keys, jnp.array([h.initialization == "xavier_normal" for h in hparams]),
-        jnp.array([h.lr for h in hparams], jnp.float32),
-        jnp.array([h.dropout for h in hparams], jnp.float32), shape=self.shape)
+    self.train_rows, self.n_train = _rows_on_device(
+        [m.train_rows for m in members], self.place)
+    self.valid_rows, self.n_valid = _rows_on_device(
+        [m.valid_rows for m in members], self.place)
+    for n in self.n_train:
+      if _training_batches(int(n), hp.batch_size, hp.hidden_layers > 0)[0] == 0:
+        raise ValueError("fit_probes: a single training row cannot train a "
+                         "head with BatchNorm")
+    self.max_checks = np.array([h.max_epochs // self.every
+                                for h in self.hparams])
+    self.patience = np.array([h.patience for h in self.hparams])
+    self.state, self.members_state = _init_members(
+        np.asarray(jax.random.key_data(self.keys)),
+        np.array([h.initialization == "xavier_normal" for h in self.hparams]),
+        np.array([h.lr for h in self.hparams], np.float32),
+        np.array([h.dropout for h in self.hparams], np.float32),
+        shape=self.shape, impl=jax.random.key_impl(self.keys),
+        place=self.place)
 
   def _dispatch(self, check: int, active: np.ndarray):
-    x, y = self.train
     self.state, epoch_losses = _train_chunk(
-        self.state, self.members, jnp.asarray(active), x, y,
-        jnp.int32(check * self.every), n_epochs=self.every,
-        batch_size=self.hparams[0].batch_size, multilabel=self.multilabel,
-        shuffle=self.shuffle)
+        self.state, self.members_state, np.asarray(active), self.x, self.y,
+        self.train_rows, self.n_train, np.int32(check * self.every),
+        n_epochs=self.every, batch_size=self.hparams[0].batch_size,
+        multilabel=self.multilabel, shuffle=self.shuffle, place=self.place)
     probs, _, loss = _evaluate_members(
-        self.state.params, self.state.bn_state, *self.valid,
-        multilabel=self.multilabel, chunk=self.eval_batch_size)
-    for a in (epoch_losses, loss) + ((probs,) if self.score_fn else ()):
+        self.state.params, self.state.bn_state, self.x, self.y,
+        self.valid_rows, self.n_valid, multilabel=self.multilabel,
+        chunk=self.eval_batch_size, place=self.place)
+    for a in (epoch_losses, loss) + ((probs,) if not self.monitor_loss
+                                     else ()):
       a.copy_to_host_async()
     snapshot = (self.state.params, self.state.bn_state)
     return check, snapshot, epoch_losses, probs, loss, self.state
+
+  def _host_member(self, tree, i: int):
+    """Member i's leaves as numpy arrays (gathered from every device)."""
+    return jax.tree.map(np.asarray, _member(
+        tree, np.int32(i), replicated=self.place and self.place.replicated))
 
   def run(self) -> list[FitResult]:
     m = len(self.hparams)
@@ -500,12 +722,12 @@ class _GroupFit:
       loss = np.asarray(loss, np.float64)
       scores = np.full(m, np.nan)
       extras_now: dict[int, Any] = {}
-      probs_host = np.asarray(probs) if self.score_fn else None
+      probs_host = None if self.monitor_loss else np.asarray(probs)
       for i in np.flatnonzero(evaluated):
-        if self.score_fn is None:
+        if self.monitor_loss:
           scores[i] = loss[i]
           continue
-        out = self.score_fn(probs_host[i])
+        out = self.score_fns[i](probs_host[i, :self.n_valid[i]])
         score, extras_now[i] = out if isinstance(out, tuple) else (out, None)
         scores[i] = float(score)
       es_new, improved = early_stopping_step(
@@ -534,7 +756,7 @@ class _GroupFit:
                       + int(left[stopped & ~es.stopped].sum()))
       es = es_new._replace(stopped=stopped)
       if improved.any():
-        best = _select(jnp.asarray(improved), snapshot, best)
+        best = _select(improved, snapshot, best)
       if es.stopped.all():
         break
       if self._save_due(check):
@@ -555,7 +777,8 @@ class _GroupFit:
             best_score=float(es.best[i]),
             best_epoch=int((es.best_check[i] + 1) * self.every),
             best_extra=extras[i],
-            params=_member(best[0], i), bn_state=_member(best[1], i),
+            params=self._host_member(best[0], i),
+            bn_state=self._host_member(best[1], i),
             epochs_run=int((last_check[i] + 1) * self.every),
             stop_reason=reason[i], history=tuple(history[i]),
             train_losses=np.concatenate(losses[i]))
@@ -567,20 +790,30 @@ class _GroupFit:
 
   def _identity(self) -> dict[str, Any]:
     """What a saved state must have been made with to be resumed here."""
+    rows = lambda ms, f: [zlib.crc32(np.asarray(getattr(m, f), np.int64)
+                                     .tobytes()) for m in ms]
     return {
         "hparams": [dataclasses.asdict(h) for h in self.hparams],
         "keys": np.asarray(jax.random.key_data(self.keys)).tolist(),
-        "train": [list(a.shape) for a in self.train],
-        "valid": [list(a.shape) for a in self.valid],
+        "data": [list(self.x.shape), list(self.y.shape)],
+        "train_rows": rows(self.members, "train_rows"),
+        "valid_rows": rows(self.members, "valid_rows"),
         "options": [self.multilabel, self.maximize, self.shuffle,
-                    self.stop_on_non_finite, self.score_fn is None]}
+                    self.stop_on_non_finite, self.monitor_loss]}
 
   def _restore(self) -> checkpoint_lib.GroupProgress | None:
     if self.checkpoint is None:
       return None
-    return self.checkpoint.load(
+    saved = self.checkpoint.load(
         self.group_index, self._identity(), train_template=self.state,
         best_template=(self.state.params, self.state.bn_state))
+    if saved is not None and self.place is not None:
+      # Back onto the group's mesh, where the running program expects them.
+      put = lambda t: jax.device_put(t, self.place.members)
+      saved.best = put(saved.best)
+      if saved.train_state is not None:
+        saved.train_state = put(saved.train_state)
+    return saved
 
   def _save_due(self, check: int) -> bool:
     if self.checkpoint is None:
@@ -594,26 +827,35 @@ class _GroupFit:
     self._saved_at = (progress.check, time.monotonic())
 
 
+@functools.partial(jax.jit, static_argnames=("replicated",))
+def _member(tree, i, *, replicated=None):
+  return _constrain(jax.tree.map(lambda a: a[i], tree), replicated)
+
+
 class SplitPredictions(NamedTuple):
   probs: np.ndarray  # [N, C]
   logits: np.ndarray  # [N, C]
   loss: float | None  # HEAR's test_loss when targets were given
 
 
-def predict_split(result: FitResult, x, y=None, *,
+def predict_split(result: FitResult, x, y=None, *, rows=None,
                   batch_size: int = 4096) -> SplitPredictions:
-  """Eval-mode predictions of a fitted head, and its loss if `y` is given."""
-  x = jnp.asarray(x, jnp.float32)
-  if y is not None:
-    y = jnp.asarray(y, jnp.float32)
+  """Eval-mode predictions of a fitted head on x (or its `rows`), and its
+  loss if targets `y` (rows like x) are given."""
+  if not isinstance(x, jax.Array):
+    x = jax.device_put(np.asarray(x, np.float32))
+  if y is not None and not isinstance(y, jax.Array):
+    y = jax.device_put(np.asarray(y, np.float32))
   if x.ndim != 2 or (y is not None and y.shape[0] != x.shape[0]):
     raise ValueError(f"predict: x {x.shape} must be [N, D] with one target row "
                      f"per row of x (y {None if y is None else y.shape})")
-  expand = lambda a: a[None]
+  rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
+  expand = lambda a: np.asarray(a)[None]
   probs, logits, loss = _evaluate_members(
       jax.tree.map(expand, result.params),
       jax.tree.map(expand, result.bn_state),
-      x, y, multilabel=result.multilabel, chunk=batch_size, with_logits=True)
+      x, y, rows.astype(np.int32), None, multilabel=result.multilabel,
+      chunk=batch_size, with_logits=True)
   return SplitPredictions(np.asarray(probs[0]), np.asarray(logits[0]),
                           None if y is None else float(loss[0]))
 
