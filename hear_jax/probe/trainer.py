@@ -213,6 +213,34 @@ def _to_device(a: np.ndarray, sharding) -> jax.Array:
   return jax.make_array_from_callback(a.shape, sharding, lambda i: a[i])
 
 
+@functools.partial(jax.jit, donate_argnums=0)
+def _write_rows(out, part, start):
+  return jax.lax.dynamic_update_slice_in_dim(out, part, start, axis=0)
+
+
+def stack_rows(parts: Sequence[np.ndarray],
+               devices: Sequence[jax.Device] | None = None) -> jax.Array:
+  """`np.concatenate(parts)` as float32 on every device (`devices`, default
+  all), without a host copy of the whole: on one device the parts are
+  written one after the other into a donated buffer, so the extra memory is
+  the result plus the largest part."""
+  parts = [np.asarray(p) for p in parts]
+  shape = (sum(len(p) for p in parts),) + parts[0].shape[1:]
+  place = placement(1, devices)
+  if place is not None:
+    # Across devices (or processes) the array is made shard by shard.
+    return _to_device(np.concatenate(parts).astype(np.float32),
+                      place.replicated)
+  out = jnp.zeros(shape, jnp.float32, device=(devices or jax.devices())[0])
+  start = 0
+  for p in parts:
+    if len(p):
+      out = _write_rows(out, jax.device_put(p.astype(np.float32, copy=False),
+                                            out.sharding), np.int32(start))
+    start += len(p)
+  return out
+
+
 class _Members(NamedTuple):
   """Per-member numbers a group's program reads, each with leading dim M."""
 
@@ -573,11 +601,16 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
     logging.info("probe checkpoints are not used across %d processes",
                  len({d.process_index for d in devices}))
     checkpoint = None
-  # One copy of the embeddings on the devices, shared by every group.
-  replicated = placement(1, devices)
-  replicated = replicated and replicated.replicated
-  x = _to_device(np.asarray(x, np.float32), replicated)
-  y = _to_device(np.asarray(y, np.float32), replicated)
+  # One copy of the embeddings on the devices, shared by every group
+  # (`stack_rows` makes it; an array already there is used as is).
+  if not isinstance(x, jax.Array) or x.dtype != jnp.float32:
+    x = stack_rows([np.asarray(x)], devices)
+  if not isinstance(y, jax.Array) or y.dtype != jnp.float32:
+    y = stack_rows([np.asarray(y)], devices)
+  spread = placement(1, devices)
+  if spread is not None:
+    x, y = (a if a.sharding == spread.replicated
+            else jax.device_put(a, spread.replicated) for a in (x, y))
   for m in members:
     _check_rows("train", x, y, np.asarray(m.train_rows), multilabel)
     _check_rows("valid", x, y, np.asarray(m.valid_rows), multilabel)
