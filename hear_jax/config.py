@@ -49,12 +49,34 @@ def default_config() -> ml_collections.ConfigDict:
   # check), so a killed run resumes mid-training; 0 saves at every check,
   # a negative value never. Results do not depend on it.
   config.probe_checkpoint_seconds = 60.0
+  # Several processes (launch/): the longest wait, in seconds, at a point
+  # where the processes meet (process 0 alone preparing a dataset or merging
+  # embeddings counts: make it cover that), after which a process that did
+  # not arrive fails the run with a message naming the point.
+  config.distributed_timeout_seconds = 3600.0
+  # How soon a process that stopped answering (killed, crashed, host lost) is
+  # declared dead; JAX then stops every other process with a message.
+  config.distributed_heartbeat_seconds = 60.0
 
   config.embed = ml_collections.ConfigDict()
   # Seconds of audio (at the model's rate) per embedding batch.
   config.embed.batch_seconds = 64.0
 
   config.probe = ml_collections.ConfigDict()
+  # The probe: "hear" (HEAR's MLP grid below; the default), "linear" (one
+  # Linear layer, softmax/sigmoid, at four Adam learning rates, trained,
+  # early-stopped and selected on validation like HEAR's heads; the
+  # max_epochs/patience/check_val_every_n_epoch overrides apply, grid and
+  # grid_points do not) or "knn" (cosine k-NN on L2-normalised
+  # embeddings, k in (1, 5, 10, 20, 50) chosen on validation; event tasks
+  # vote per frame). Non-HEAR kinds are not HEAR's protocol: compare them
+  # with each other, not with published HEAR scores.
+  config.probe.kind = "hear"
+  # Runs of the whole protocol with different PRNG keys (derived from
+  # config.seed and the seed number; seed 0 is the one-seed run); > 1 reports
+  # the seed mean, std and 95% Student-t interval. kNN has no randomness:
+  # it needs 1.
+  config.probe.seeds = 1
   # HEAR's grids: "default" (16 points, 8 used), "fast", "faster".
   config.probe.grid = "default"
   config.probe.grid_points = 8
@@ -124,6 +146,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.task_sample_rate is not None and config.task_sample_rate <= 0:
     raise ValueError("config.task_sample_rate: must be > 0 Hz, got"
                      f" {config.task_sample_rate}")
+  for field in ("distributed_timeout_seconds", "distributed_heartbeat_seconds"):
+    if not config[field] > 0:
+      raise ValueError(f"config.{field}: must be > 0 s, got {config[field]}")
   if config.lock_wait_seconds < 0:
     raise ValueError("config.lock_wait_seconds: must be >= 0, got"
                      f" {config.lock_wait_seconds}")
@@ -131,10 +156,22 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   overrides = {f: config.probe[f] for f in ("max_epochs", "patience",
                                             "check_val_every_n_epoch")
                if config.probe[f] is not None}
+  if config.probe.kind not in grid.PROBE_KINDS:
+    raise ValueError(f"config.probe.kind: {config.probe.kind!r} is not one of"
+                     f" {list(grid.PROBE_KINDS)}")
   try:
     grid.hear_grid(config.probe.grid, config.probe.grid_points, **overrides)
+    if config.probe.kind == "linear":
+      grid.linear_grid(**overrides)
   except ValueError as e:
     raise ValueError(f"config.probe: {e}") from None
+  if config.probe.seeds < 1:
+    raise ValueError(f"config.probe.seeds: must be >= 1, got"
+                     f" {config.probe.seeds}")
+  if config.probe.kind == "knn" and config.probe.seeds > 1:
+    raise ValueError(f"config.probe.seeds: kind 'knn' is deterministic, so"
+                     f" {config.probe.seeds} seeds would repeat one result;"
+                     " use seeds=1")
 
 
 def _check_fields(config: ml_collections.ConfigDict,

@@ -12,9 +12,21 @@ Event tasks: `frame_targets` makes frame labels; `event_score_fn` is the
 score_fn that also picks the post-processing (kept in `best.best_extra`);
 `frames_to_events(..., **best.best_extra)` makes the test events.
 
-Modules: `grid` (hyperparameter grids), `mlp` (the head as pure
-functions), `trainer` (vmapped, jitted fitting with early stopping),
-`events` (frame labels and frame -> event post-processing).
+Modules: `grid` (hyperparameter grids: HEAR's, and `linear_grid` for the
+linear probe), `mlp` (the head as pure functions), `trainer` (vmapped,
+jitted fitting with early stopping), `events` (frame labels and frame ->
+event post-processing), `knn` (the k-nearest-neighbour probe: chunked cosine
+search, k chosen on validation), `protocol` (HEAR's train/valid/test and
+k-fold protocol for one task, dispatching on `config.probe.kind` and
+repeating over `config.probe.seeds`).
+
+Beyond HEAR (opt-in, `config.probe.kind`): "linear" trains
+`linear_grid()`'s points with `fit_probes`; "knn" uses
+`knn.fit_knn` / `knn.predict_split` in place of `fit_probes` /
+`predict_split`:
+
+  fits = probe.fit_knn(train_x, train_y, valid_x, valid_y,
+                       multilabel=False, score_fn=top1, maximize=True)
 """
 
 from __future__ import annotations
@@ -29,10 +41,18 @@ from hear_jax.probe.events import (
     select_postprocessing,
 )
 from hear_jax.probe.grid import (
+    PROBE_KINDS,
     HParams,
     hear_grid,
+    linear_grid,
     parameter_grid,
     task_overrides,
+)
+from hear_jax.probe.knn import (
+    KnnFit,
+    KnnParams,
+    fit_knn,
+    nearest_neighbours,
 )
 from hear_jax.probe.trainer import (
     FitResult,
@@ -45,10 +65,11 @@ from hear_jax.probe.trainer import (
 )
 
 __all__ = [
-    "DEFAULT_POSTPROCESSING_GRID", "FitResult", "HParams",
-    "PostprocessingChoice", "SplitPredictions", "ValidationCheck",
-    "event_score_fn", "fit_probes", "frame_targets",
-    "frames_to_events", "hear_grid", "member_keys", "parameter_grid",
+    "DEFAULT_POSTPROCESSING_GRID", "FitResult", "HParams", "KnnFit",
+    "KnnParams", "PROBE_KINDS", "PostprocessingChoice", "SplitPredictions",
+    "ValidationCheck", "event_score_fn", "fit_knn", "fit_probes",
+    "frame_targets", "frames_to_events", "hear_grid", "linear_grid",
+    "member_keys", "nearest_neighbours", "parameter_grid",
     "postprocessing_grid", "predict", "predict_split", "select_postprocessing",
     "task_overrides",
 ]

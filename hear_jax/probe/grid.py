@@ -13,6 +13,9 @@ configurations. `hear_grid` replays exactly that, without sklearn:
 
 Single-valued overrides do not change the order, so the default grid gives
 the same 8 points for every task (hear-reference.md §5.2).
+
+`linear_grid()` is the linear probe's grid (`config.probe.kind = "linear"`,
+not part of HEAR): hidden_layers=0 at four learning rates.
 """
 
 from __future__ import annotations
@@ -156,17 +159,64 @@ def hear_grid(name: str = "default", grid_points: int = 8, *,
                      f"{sorted(GRIDS)}")
   if grid_points < 1:
     raise ValueError(f"hear_grid: grid_points must be >= 1, got {grid_points}")
-  fields = {f.name for f in dataclasses.fields(HParams)}
-  grid = dict(GRIDS[name])
-  for key, value in overrides.items():
-    if key not in fields:
-      raise ValueError(f"hear_grid: override {key!r} is not an HParams field "
-                       f"({sorted(fields)})")
-    is_list = isinstance(value, Sequence) and not isinstance(value, str)
-    grid[key] = list(value) if is_list else [value]
+  grid = _with_overrides(GRIDS[name], overrides, "hear_grid")
   confs = list(parameter_grid(grid))
   # hear-eval-kit shuffles with the global `random` just after
   # random.seed(42); a private Random(42) draws the same permutation
   # without touching the caller's global state.
   random.Random(seed).shuffle(confs)
   return [HParams(**conf) for conf in confs[:grid_points]]
+
+
+def _with_overrides(grid: Mapping[str, Sequence[Any]],
+                    overrides: Mapping[str, Any], where: str
+                    ) -> dict[str, list[Any]]:
+  """`grid` with entries replaced by `overrides` (a list of values or one)."""
+  fields = {f.name for f in dataclasses.fields(HParams)}
+  grid = dict(grid)
+  for key, value in overrides.items():
+    if key not in fields:
+      raise ValueError(f"{where}: override {key!r} is not an HParams field "
+                       f"({sorted(fields)})")
+    is_list = isinstance(value, Sequence) and not isinstance(value, str)
+    grid[key] = list(value) if is_list else [value]
+  return grid
+
+
+# What config.probe.kind may name: HEAR's MLP grid (the default), the
+# linear probe (`linear_grid`) and the k-NN probe (`hear_jax.probe.knn`).
+PROBE_KINDS = ("hear", "linear", "knn")
+
+# The linear probe's learning rates (config.probe.kind = "linear"), largest
+# first: the range starts above HEAR's largest (3.2e-3) because a single
+# Linear layer on raw embeddings often needs larger Adam steps than a head
+# with BatchNorm, and four points keep the grid one vmapped group.
+LINEAR_LEARNING_RATES = (1e-2, 3.2e-3, 1e-3, 3.2e-4)
+
+_LINEAR_GRID: dict[str, list[Any]] = {
+    **{key: values for key, values in _DEFAULT_GRID.items()
+       if key not in ("hidden_layers", "lr", "initialization", "dropout")},
+    "hidden_layers": [0],
+    "lr": list(LINEAR_LEARNING_RATES),
+    "initialization": ["xavier_normal"],
+    "dropout": [0.0],  # a head without hidden layers has no dropout
+}
+
+
+def linear_grid(**overrides: Any) -> list[HParams]:
+  """The linear probe: one Linear layer (`hidden_layers=0`: softmax or
+  sigmoid of x @ W + b) trained with Adam like HEAR's heads, one point per
+  learning rate of LINEAR_LEARNING_RATES (in that order), HEAR's other fixed
+  entries (500 epochs at most, validation every 3, patience 20, batch 1024).
+
+    points = linear_grid()                        # 4 points, lr 1e-2 first
+    points = linear_grid(max_epochs=50, lr=[1e-3])
+
+  `overrides` as for `hear_grid` (task-specific grids, config overrides);
+  `hidden_layers` cannot be overridden: it is what makes the probe linear.
+  """
+  if "hidden_layers" in overrides:
+    raise ValueError("linear_grid: hidden_layers cannot be overridden (a"
+                     " linear probe has none); use the HEAR grid instead")
+  grid = _with_overrides(_LINEAR_GRID, overrides, "linear_grid")
+  return [HParams(**conf) for conf in parameter_grid(grid)]

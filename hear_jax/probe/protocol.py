@@ -16,11 +16,26 @@ Event tasks train on frames (labels from the events, `events.frame_targets`)
 and are validated and tested on events made from the frame probabilities
 (`events.frames_to_events`), with the post-processing chosen at each
 validation check kept with the checkpoint.
+
+Beyond HEAR, opt-in through `probe_config` (HEAR's protocol is the default):
+
+- `kind`: "hear" (HEAR's MLP grid), "linear" (`grid.linear_grid`: a single
+  Linear layer at four learning rates, trained and selected the same way)
+  or "knn" (`knn.fit_knn`: cosine k-NN on L2-normalised embeddings, k
+  chosen on split 0's validation fold like a grid point, event tasks voting
+  per frame). Non-HEAR documents add "probe_kind" (and, for kNN,
+  "knn_validation_scores": [[k, split 0 validation score], ...]).
+- `seeds`: the whole protocol runs once per seed (seed 0 with `key` itself,
+  so seeds=1 is exactly HEAR's run; seed s > 0 with `seed_key(key, s)`);
+  the document's split rows become the seed means and "seed_scores" holds
+  the per-seed values with mean, std and 95% Student-t interval
+  (`results.seed_scores`). The returned outcome's fits are seed 0's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -34,6 +49,7 @@ from hear_jax.embed import SplitEmbeddings
 from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import events
 from hear_jax.probe import grid
+from hear_jax.probe import knn
 from hear_jax.probe import trainer
 from hear_jax.report import results
 
@@ -146,14 +162,39 @@ def _test_metrics(info: TaskInfo, test: _Examples, probs: np.ndarray,
           for name in info.evaluation}
 
 
+# Folded into a task key before a seed number (seeds > 0), so no seed's key
+# is a data split's key (those fold in 0, 1, ... directly).
+_SEED_STREAM = 0x5EED
+
+
+def probe_kind(probe_config: ml_collections.ConfigDict) -> str:
+  """`probe_config.kind` ("hear" when the config has no such field)."""
+  kind = probe_config.get("kind", "hear")
+  if kind not in grid.PROBE_KINDS:
+    raise ValueError(f"config.probe.kind: {kind!r} is not one of "
+                     f"{list(grid.PROBE_KINDS)}")
+  return kind
+
+
+def seed_key(key: jax.Array, seed: int) -> jax.Array:
+  """The task key of seed `seed`: `key` itself for seed 0 (a one-seed run is
+  HEAR's run), else derived from `key` and the seed number."""
+  if seed == 0:
+    return key
+  return jax.random.fold_in(jax.random.fold_in(key, _SEED_STREAM), seed)
+
+
 def task_grid(info: TaskInfo,
               probe_config: ml_collections.ConfigDict) -> list[grid.HParams]:
-  """HEAR's grid for the task, with the config's overrides on top."""
+  """The trained probe's grid for the task (HEAR's, or the linear probe's
+  for kind "linear"), with the config's overrides on top."""
   overrides = grid.task_overrides(info.metadata)
   for field in ("max_epochs", "patience", "check_val_every_n_epoch"):
     value = probe_config.get(field)
     if value is not None:
       overrides[field] = value
+  if probe_kind(probe_config) == "linear":
+    return grid.linear_grid(**overrides)
   return grid.hear_grid(probe_config.grid, probe_config.grid_points,
                         **overrides)
 
@@ -163,9 +204,11 @@ class TaskOutcome:
   """What the protocol produced besides the HEAR document, for reports.
 
   `grid`: every grid point's fit on split 0, in grid order (`selected` is
-  the index of the chosen one). `fits`: per test split, the fitted head that
-  was tested. `predicted_events` / `reference_events`: per test split, the
-  event task's `{clip: [{"label", "start", "end"}]}` (ms); empty otherwise.
+  the index of the chosen one); empty for kNN, whose k values are not grid
+  points the reports can draw. `fits`: per test split, the fitted head (or
+  `knn.KnnFit`) that was tested. `predicted_events` / `reference_events`:
+  per test split, the event task's `{clip: [{"label", "start", "end"}]}`
+  (ms); empty otherwise.
   """
 
   doc: dict[str, Any]
@@ -173,7 +216,7 @@ class TaskOutcome:
   selected: int
   monitor: str  # the validation monitor: the primary metric or "valid_loss"
   maximize: bool
-  fits: dict[str, trainer.FitResult]
+  fits: dict[str, trainer.FitResult | knn.KnnFit]
   predicted_events: dict[str, dict[str, list[dict[str, Any]]]]
   reference_events: dict[str, dict[str, list[dict[str, Any]]]]
 
@@ -182,10 +225,14 @@ def planned_member_epochs(info: TaskInfo,
                           probe_config: ml_collections.ConfigDict) -> int:
   """The probe's work in member-epochs, for progress: every grid point on
   split 0, then one point on each other split (counted at the grid's
-  largest max_epochs; `run_task` reports the difference once it knows)."""
+  largest max_epochs; `run_task` reports the difference once it knows),
+  once per seed. kNN trains nothing: 0."""
+  if probe_kind(probe_config) == "knn":
+    return 0
   points = task_grid(info, probe_config)
-  return (sum(p.max_epochs for p in points)
-          + (len(data_splits(info)) - 1) * max(p.max_epochs for p in points))
+  return probe_config.get("seeds", 1) * (
+      sum(p.max_epochs for p in points)
+      + (len(data_splits(info)) - 1) * max(p.max_epochs for p in points))
 
 
 def evaluate_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
@@ -206,14 +253,40 @@ def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
 
   `on_progress(member_epochs)` is called as training goes (see
   `planned_member_epochs` for the total). With a `checkpoint`, each data
-  split's fit saves its state under `<checkpoint.directory>/split<i>/` and a
-  rerun resumes from there (the caller clears it once results are kept)."""
+  split's fit saves its state under `<checkpoint.directory>/split<i>/` (seed
+  s > 0: `seed<s>/split<i>/`) and a rerun resumes from there (the caller
+  clears it once results are kept)."""
+  kind = probe_kind(probe_config)
+  seeds = probe_config.get("seeds", 1)
+  if seeds < 1:
+    raise ValueError(f"config.probe.seeds: must be >= 1, got {seeds}")
+  outcomes = []
+  for seed in range(seeds):
+    outcomes.append(_run_protocol(
+        info, splits, probe_config, seed_key(key, seed), kind,
+        embedding_path=embedding_path, on_progress=on_progress,
+        checkpoint=(checkpoint.child(f"seed{seed}") if checkpoint and seed
+                    else checkpoint)))
+  if seeds == 1:
+    return outcomes[0]
+  return dataclasses.replace(
+      outcomes[0], doc=results.seed_scores([o.doc for o in outcomes]))
+
+
+def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
+                  probe_config: ml_collections.ConfigDict, key: jax.Array,
+                  kind: str, *, embedding_path: str,
+                  on_progress: Callable[[int], None] | None,
+                  checkpoint: checkpoint_lib.ProbeCheckpoint | None
+                  ) -> TaskOutcome:
+  """One seed's run of the protocol with the probe `kind`."""
   multilabel = (info.prediction_type == "multilabel"
                 or info.embedding_type == "event")
   use_scoring = info.metadata.get("use_scoring_for_early_stopping", True)
   maximize = (metrics.higher_is_better(info.primary_metric) if use_scoring
               else False)
-  points = task_grid(info, probe_config)
+  points = (list(knn.DEFAULT_KS) if kind == "knn"
+            else task_grid(info, probe_config))
   per_split, selected, postprocessing = {}, None, []
   grid_fits, selected_index, fits_by_split = (), 0, {}
   predicted, reference = {}, {}
@@ -223,14 +296,20 @@ def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
     train = _examples(info, [splits[s] for s in plan.train])
     valid = _examples(info, [splits[plan.valid]])
     test = _examples(info, [splits[plan.test]])
-    fits = trainer.fit_probes(
-        train.x, train.y, valid.x, valid.y,
-        points if selected is None else [selected],
-        multilabel=multilabel,
-        score_fn=_score_fn(info, valid) if use_scoring else None,
-        maximize=maximize, key=jax.random.fold_in(key, i),
-        shuffle_train=probe_config.shuffle_train, on_check=on_progress,
-        checkpoint=checkpoint and checkpoint.child(f"split{i}"))
+    score_fn = _score_fn(info, valid) if use_scoring else None
+    if kind == "knn":
+      fits = knn.fit_knn(train.x, train.y, valid.x, valid.y,
+                         points if selected is None else [selected.k],
+                         multilabel=multilabel, score_fn=score_fn,
+                         maximize=maximize)
+    else:
+      fits = trainer.fit_probes(
+          train.x, train.y, valid.x, valid.y,
+          points if selected is None else [selected],
+          multilabel=multilabel, score_fn=score_fn,
+          maximize=maximize, key=jax.random.fold_in(key, i),
+          shuffle_train=probe_config.shuffle_train, on_check=on_progress,
+          checkpoint=checkpoint and checkpoint.child(f"split{i}"))
     # HEAR ranks points by best validation score; a tie goes to the earlier.
     order = sorted(range(len(fits)), key=lambda j: (
         -fits[j].best_score if maximize else fits[j].best_score, j))
@@ -238,7 +317,12 @@ def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
     if selected is None:
       selected = best.hparams
       grid_fits, selected_index = tuple(fits), order[0]
-      if on_progress is not None:
+      if kind == "knn":
+        # As grid.json: a NaN score (stored as the worst) is null.
+        knn_scores = [[f.hparams.k, f.best_score if math.isfinite(
+            f.best_score) else None] for f in fits]
+        grid_fits, selected_index = (), 0
+      elif on_progress is not None:
         # Later splits train the selected point only: its epochs, not the
         # grid's largest, are what is left.
         on_progress((len(plans) - 1) * (
@@ -250,7 +334,8 @@ def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
                                  if info.embedding_type == "event" else None)
     if not postprocessing and chosen:
       postprocessing = sorted(chosen.items())
-    prediction = trainer.predict_split(best, test.x, test.y)
+    prediction = (knn.predict_split if kind == "knn"
+                  else trainer.predict_split)(best, test.x, test.y)
     scores = _test_metrics(info, test, prediction.probs, chosen)
     if info.embedding_type == "event":
       predicted[plan.test] = _predicted_events(info, test, prediction.probs,
@@ -266,6 +351,10 @@ def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
       score_mode="max" if metrics.higher_is_better(info.primary_metric)
       else "min",
       embedding_path=embedding_path)
+  if kind != "hear":
+    doc["probe_kind"] = kind
+  if kind == "knn":
+    doc["knn_validation_scores"] = knn_scores
   return TaskOutcome(
       doc=doc, grid=grid_fits, selected=selected_index,
       monitor=info.primary_metric if use_scoring else "valid_loss",

@@ -4,7 +4,11 @@
   write_leaderboard(rows, workdir)    # leaderboard.csv and leaderboard.md
 
 CSV columns are exactly `model,task,metric,score,score_std`; `score_std` is
-empty when the task has a single test split.
+empty when the task has a single test split. Runs with several seeds
+(`config.probe.seeds`) give the seed mean and std, and a row's
+`score_ci95` (half-width of the 95% interval, `results.reported_interval`)
+adds a last column `score_ci95` to the CSV and shows as
+"0.6200 ± 0.0248 (95% CI)" in the markdown.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class LeaderboardRow:
   metric: str
   score: float
   score_std: float | None
+  score_ci95: float | None = None
 
 
 def format_number(value: float | None) -> str:
@@ -37,10 +42,14 @@ def format_number(value: float | None) -> str:
 def to_csv(rows: Sequence[LeaderboardRow]) -> str:
   out = io.StringIO()
   writer = csv.writer(out, lineterminator="\n")
-  writer.writerow(COLUMNS)
+  # Only seeded runs have the interval column, so one-seed tables keep
+  # HEAR's five columns.
+  with_ci = any(r.score_ci95 is not None for r in rows)
+  writer.writerow(COLUMNS + (("score_ci95",) if with_ci else ()))
   for r in rows:
     writer.writerow([r.model, r.task, r.metric, format_number(r.score),
-                     format_number(r.score_std)])
+                     format_number(r.score_std)]
+                    + ([format_number(r.score_ci95)] if with_ci else []))
   return out.getvalue()
 
 
@@ -48,7 +57,9 @@ def to_markdown(rows: Sequence[LeaderboardRow]) -> str:
   lines = ["| model | task | metric | score |", "|---|---|---|---|"]
   for r in rows:
     score = f"{r.score:.4f}"
-    if r.score_std is not None and not math.isnan(r.score_std):
+    if r.score_ci95 is not None and not math.isnan(r.score_ci95):
+      score += f" ± {r.score_ci95:.4f} (95% CI)"
+    elif r.score_std is not None and not math.isnan(r.score_std):
       score += f" ± {r.score_std:.4f}"
     lines.append(f"| {r.model} | {r.task} | {r.metric} | {score} |")
   return "\n".join(lines) + "\n"
