@@ -198,7 +198,7 @@ def _without_times(doc):
               if isinstance(v, dict) else v) for k, v in doc.items()}
 
 
-def test_protocol_resumes_a_task_killed_in_a_later_fold(tmp_path):
+def test_protocol_resumes_a_task_killed_in_the_retraining(tmp_path):
   from hear_jax.config import default_config  # pylint: disable=g-import-not-at-top
   from hear_jax.probe import protocol  # pylint: disable=g-import-not-at-top
   info, splits = _fold_task()
@@ -209,11 +209,11 @@ def test_protocol_resumes_a_task_killed_in_a_later_fold(tmp_path):
   want = protocol.run_task(info, splits, probe, key, embedding_path="e",
                            on_progress=calls.append).doc
   ckpt = checkpoint_lib.ProbeCheckpoint(str(tmp_path), "task fp")
-  with pytest.raises(Killed):  # in the last fold's fit
+  with pytest.raises(Killed):  # in the other folds' retraining
     protocol.run_task(info, splits, probe, key, embedding_path="e",
                       on_progress=_kill_after(len(calls) - 2),
                       checkpoint=ckpt)
-  assert sorted(os.listdir(tmp_path)) == ["split0", "split1", "split2"]
+  assert sorted(os.listdir(tmp_path)) == ["retrain", "split0"]
   progress = []
   got = protocol.run_task(info, splits, probe, key, embedding_path="e",
                           on_progress=progress.append, checkpoint=ckpt).doc

@@ -7,10 +7,12 @@
 
 Splits (hear-reference §5.4): train/valid/test tasks have one data split;
 k-fold tasks have k, where split i tests on fold i, validates on fold i+1
-(mod k) and trains on the rest. Every grid point trains on split 0 (as one
-vmapped program, `trainer.fit_probes`); the best by validation score is
-retrained from scratch on every other split; each split's best checkpoint is
-scored on its test fold with every metric of the task.
+(mod k) and trains on the rest. Every grid point trains on split 0; the best
+by validation score is retrained from scratch on every other split; each
+split's best checkpoint is scored on its test fold with every metric of the
+task. The task's embeddings go to the devices once and a data split is a set
+of their rows, so the grid is one program (`trainer.fit_members`, members
+per architecture) and the retraining on the k - 1 other splits is another.
 
 Event tasks train on frames (labels from the events, `events.frame_targets`)
 and are validated and tested on events made from the frame probabilities
@@ -104,7 +106,8 @@ class _Examples:
 
 def _examples(info: TaskInfo, splits: Sequence[SplitEmbeddings]) -> _Examples:
   vocab = info.label_vocabulary
-  x = np.concatenate([s.x for s in splits])
+  # One split's embeddings are used as they are, not copied.
+  x = splits[0].x if len(splits) == 1 else np.concatenate([s.x for s in splits])
   if info.embedding_type != "event":
     y = np.concatenate([label_matrix(s.labels, vocab, info.name)
                         for s in splits])
@@ -252,10 +255,10 @@ def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
   """`evaluate_task`, also returning the fits and events reports draw on.
 
   `on_progress(member_epochs)` is called as training goes (see
-  `planned_member_epochs` for the total). With a `checkpoint`, each data
-  split's fit saves its state under `<checkpoint.directory>/split<i>/` (seed
-  s > 0: `seed<s>/split<i>/`) and a rerun resumes from there (the caller
-  clears it once results are kept)."""
+  `planned_member_epochs` for the total). With a `checkpoint`, the
+  grid's fit saves its state under `<checkpoint.directory>/split0/` and the
+  retraining's under `retrain/` (seed s > 0: under `seed<s>/`), and a rerun
+  resumes from there (the caller clears it once results are kept)."""
   kind = probe_kind(probe_config)
   seeds = probe_config.get("seeds", 1)
   if seeds < 1:
@@ -271,6 +274,82 @@ def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
     return outcomes[0]
   return dataclasses.replace(
       outcomes[0], doc=results.seed_scores([o.doc for o in outcomes]))
+
+
+def _ranked(fits: Sequence[Any], maximize: bool) -> list[int]:
+  """HEAR ranks points by best validation score; a tie goes to the earlier."""
+  return sorted(range(len(fits)), key=lambda j: (
+      -fits[j].best_score if maximize else fits[j].best_score, j))
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainedHeads:
+  """Every data split's fits, on one device-resident copy of the task."""
+
+  examples: dict[str, _Examples]  # per task split
+  x: jax.Array  # every split's rows, in `rows` order
+  y: jax.Array
+  rows: dict[str, np.ndarray]  # task split -> its rows of x
+  fits: list[list[trainer.FitResult]]  # per data split (grid on split 0)
+  seconds: list[float]  # per data split (the retraining shared evenly)
+
+
+def _fit_heads(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
+               plans: Sequence[DataSplit], points: Sequence[grid.HParams],
+               probe_config: ml_collections.ConfigDict, key: jax.Array, *,
+               multilabel: bool, maximize: bool, use_scoring: bool,
+               on_progress: Callable[[int], None] | None,
+               checkpoint: checkpoint_lib.ProbeCheckpoint | None
+               ) -> _TrainedHeads:
+  """The grid on data split 0, then the best point on every other split, all
+  of those as members of one program (`trainer.fit_members`).
+
+  The task's embeddings go to the devices once; a data split is a set of
+  their rows. Keys are those of one `fit_probes` call per split: member j
+  of split i uses fold_in(fold_in(key, i), j).
+  """
+  names = list(dict.fromkeys(
+      n for p in plans for n in (*p.train, p.valid, p.test)))
+  examples = {n: _examples(info, [splits[n]]) for n in names}
+  x = trainer.stack_rows([examples[n].x for n in names])
+  y = trainer.stack_rows([examples[n].y for n in names])
+  ends = np.cumsum([len(examples[n].y) for n in names])
+  rows = {n: np.arange(end - len(examples[n].y), end)
+          for n, end in zip(names, ends)}
+
+  def member(hp: grid.HParams, split: int, key: jax.Array) -> trainer.Member:
+    plan = plans[split]
+    return trainer.Member(
+        hp, key, np.concatenate([rows[s] for s in plan.train]),
+        rows[plan.valid],
+        _score_fn(info, examples[plan.valid]) if use_scoring else None)
+
+  fit = lambda members, part: trainer.fit_members(
+      x, y, members, multilabel=multilabel, maximize=maximize,
+      shuffle_train=probe_config.shuffle_train, on_check=on_progress,
+      checkpoint=checkpoint and checkpoint.child(part))
+  start = time.perf_counter()
+  keys = trainer.member_keys(jax.random.fold_in(key, 0), len(points))
+  grid_fits = fit([member(p, 0, keys[j]) for j, p in enumerate(points)],
+                  "split0")
+  seconds = [time.perf_counter() - start]
+  selected = grid_fits[_ranked(grid_fits, maximize)[0]].hparams
+  if on_progress is not None:
+    # Later splits train the selected point only: its epochs, not the
+    # grid's largest, are what is left.
+    on_progress((len(plans) - 1) * (
+        max(p.max_epochs for p in points) - selected.max_epochs))
+  fits = [grid_fits]
+  if len(plans) > 1:
+    start = time.perf_counter()
+    retrained = fit(
+        [member(selected, i,
+                trainer.member_keys(jax.random.fold_in(key, i), 1)[0])
+         for i in range(1, len(plans))], "retrain")
+    fits += [[f] for f in retrained]
+    seconds += [(time.perf_counter() - start) / len(retrained)] * len(
+        retrained)
+  return _TrainedHeads(examples, x, y, rows, fits, seconds)
 
 
 def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
@@ -291,28 +370,27 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
   grid_fits, selected_index, fits_by_split = (), 0, {}
   predicted, reference = {}, {}
   plans = data_splits(info)
+  trained = None
+  if kind != "knn":
+    trained = _fit_heads(
+        info, splits, plans, points, probe_config, key,
+        multilabel=multilabel, maximize=maximize, use_scoring=use_scoring,
+        on_progress=on_progress, checkpoint=checkpoint)
   for i, plan in enumerate(plans):
     start = time.perf_counter()
-    train = _examples(info, [splits[s] for s in plan.train])
-    valid = _examples(info, [splits[plan.valid]])
-    test = _examples(info, [splits[plan.test]])
-    score_fn = _score_fn(info, valid) if use_scoring else None
-    if kind == "knn":
+    if trained is None:
+      train = _examples(info, [splits[s] for s in plan.train])
+      valid = _examples(info, [splits[plan.valid]])
+      test = _examples(info, [splits[plan.test]])
       fits = knn.fit_knn(train.x, train.y, valid.x, valid.y,
                          points if selected is None else [selected.k],
-                         multilabel=multilabel, score_fn=score_fn,
+                         multilabel=multilabel,
+                         score_fn=(_score_fn(info, valid) if use_scoring
+                                   else None),
                          maximize=maximize)
     else:
-      fits = trainer.fit_probes(
-          train.x, train.y, valid.x, valid.y,
-          points if selected is None else [selected],
-          multilabel=multilabel, score_fn=score_fn,
-          maximize=maximize, key=jax.random.fold_in(key, i),
-          shuffle_train=probe_config.shuffle_train, on_check=on_progress,
-          checkpoint=checkpoint and checkpoint.child(f"split{i}"))
-    # HEAR ranks points by best validation score; a tie goes to the earlier.
-    order = sorted(range(len(fits)), key=lambda j: (
-        -fits[j].best_score if maximize else fits[j].best_score, j))
+      test, fits = trained.examples[plan.test], trained.fits[i]
+    order = _ranked(fits, maximize)
     best = fits[order[0]]
     if selected is None:
       selected = best.hparams
@@ -322,11 +400,6 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
         knn_scores = [[f.hparams.k, f.best_score if math.isfinite(
             f.best_score) else None] for f in fits]
         grid_fits, selected_index = (), 0
-      elif on_progress is not None:
-        # Later splits train the selected point only: its epochs, not the
-        # grid's largest, are what is left.
-        on_progress((len(plans) - 1) * (
-            max(p.max_epochs for p in points) - selected.max_epochs))
     fits_by_split[plan.test] = best
     # Loss-monitored event tasks (MAESTRO) have a single combination and
     # never choose one at validation.
@@ -334,8 +407,11 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
                                  if info.embedding_type == "event" else None)
     if not postprocessing and chosen:
       postprocessing = sorted(chosen.items())
-    prediction = (knn.predict_split if kind == "knn"
-                  else trainer.predict_split)(best, test.x, test.y)
+    if trained is None:
+      prediction = knn.predict_split(best, test.x, test.y)
+    else:
+      prediction = trainer.predict_split(best, trained.x, trained.y,
+                                         rows=trained.rows[plan.test])
     scores = _test_metrics(info, test, prediction.probs, chosen)
     if info.embedding_type == "event":
       predicted[plan.test] = _predicted_events(info, test, prediction.probs,
@@ -344,7 +420,8 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
     per_split[plan.test] = results.split_scores(
         info.primary_metric, scores, test_loss=prediction.loss,
         validation_score=best.best_score, epoch=best.best_epoch,
-        time_in_min=(time.perf_counter() - start) / 60)
+        time_in_min=(time.perf_counter() - start
+                     + (trained.seconds[i] if trained else 0.0)) / 60)
   doc = results.predicted_scores(
       per_split, hparams=dataclasses.asdict(selected),
       postprocessing=postprocessing,
