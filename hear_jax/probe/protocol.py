@@ -28,7 +28,8 @@ Beyond HEAR, opt-in through `probe_config` (HEAR's protocol is the default):
   per frame). Non-HEAR documents add "probe_kind" (and, for kNN,
   "knn_validation_scores": [[k, split 0 validation score], ...]).
 - `seeds`: the whole protocol runs once per seed (seed 0 with `key` itself,
-  so seeds=1 is exactly HEAR's run; seed s > 0 with `seed_key(key, s)`);
+  so seeds=1 is exactly HEAR's run; seed s > 0 with `seed_key(key, s)`),
+  every seed's heads as members of the same programs;
   the document's split rows become the seed means and "seed_scores" holds
   the per-seed values with mean, std and 95% Student-t interval
   (`results.seed_scores`). The returned outcome's fits are seed 0's.
@@ -256,20 +257,25 @@ def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
 
   `on_progress(member_epochs)` is called as training goes (see
   `planned_member_epochs` for the total). With a `checkpoint`, the
-  grid's fit saves its state under `<checkpoint.directory>/split0/` and the
-  retraining's under `retrain/` (seed s > 0: under `seed<s>/`), and a rerun
-  resumes from there (the caller clears it once results are kept)."""
+  grid's fit (every seed's) saves its state under
+  `<checkpoint.directory>/split0/` and the retraining's under `retrain/`,
+  and a rerun resumes from there (the caller clears it once results are
+  kept)."""
   kind = probe_kind(probe_config)
   seeds = probe_config.get("seeds", 1)
   if seeds < 1:
     raise ValueError(f"config.probe.seeds: must be >= 1, got {seeds}")
-  outcomes = []
-  for seed in range(seeds):
-    outcomes.append(_run_protocol(
-        info, splits, probe_config, seed_key(key, seed), kind,
-        embedding_path=embedding_path, on_progress=on_progress,
-        checkpoint=(checkpoint.child(f"seed{seed}") if checkpoint and seed
-                    else checkpoint)))
+  keys = [seed_key(key, seed) for seed in range(seeds)]
+  trained = [None] * seeds
+  if kind != "knn":
+    # Every seed's heads are members of the same programs.
+    trained = _fit_heads(
+        info, splits, data_splits(info), task_grid(info, probe_config),
+        probe_config, keys, use_scoring=_monitors_score(info),
+        on_progress=on_progress, checkpoint=checkpoint)
+  outcomes = [_run_protocol(info, splits, probe_config, k, kind,
+                            embedding_path=embedding_path, trained=t)
+              for k, t in zip(keys, trained)]
   if seeds == 1:
     return outcomes[0]
   return dataclasses.replace(
@@ -294,20 +300,38 @@ class _TrainedHeads:
   seconds: list[float]  # per data split (the retraining shared evenly)
 
 
+def _multilabel(info: TaskInfo) -> bool:
+  return (info.prediction_type == "multilabel"
+          or info.embedding_type == "event")
+
+
+def _monitors_score(info: TaskInfo) -> bool:
+  """Early stopping on the primary metric (else on the validation loss)."""
+  return info.metadata.get("use_scoring_for_early_stopping", True)
+
+
+def _maximize(info: TaskInfo) -> bool:
+  return (metrics.higher_is_better(info.primary_metric)
+          if _monitors_score(info) else False)
+
+
 def _fit_heads(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
                plans: Sequence[DataSplit], points: Sequence[grid.HParams],
-               probe_config: ml_collections.ConfigDict, key: jax.Array, *,
-               multilabel: bool, maximize: bool, use_scoring: bool,
+               probe_config: ml_collections.ConfigDict,
+               keys: Sequence[jax.Array], *, use_scoring: bool,
                on_progress: Callable[[int], None] | None,
                checkpoint: checkpoint_lib.ProbeCheckpoint | None
-               ) -> _TrainedHeads:
-  """The grid on data split 0, then the best point on every other split, all
-  of those as members of one program (`trainer.fit_members`).
+               ) -> list[_TrainedHeads]:
+  """For every seed (one task key each): the grid on data split 0, then the
+  seed's best point on every other split. Every seed's grid points are
+  members of one program (`trainer.fit_members`), and all the retraining
+  another.
 
   The task's embeddings go to the devices once; a data split is a set of
   their rows. Keys are those of one `fit_probes` call per split: member j
-  of split i uses fold_in(fold_in(key, i), j).
+  of split i uses fold_in(fold_in(seed key, i), j).
   """
+  multilabel, maximize = _multilabel(info), _maximize(info)
   names = list(dict.fromkeys(
       n for p in plans for n in (*p.train, p.valid, p.test)))
   examples = {n: _examples(info, [splits[n]]) for n in names}
@@ -316,66 +340,62 @@ def _fit_heads(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
   ends = np.cumsum([len(examples[n].y) for n in names])
   rows = {n: np.arange(end - len(examples[n].y), end)
           for n, end in zip(names, ends)}
+  score_fns = {}
 
   def member(hp: grid.HParams, split: int, key: jax.Array) -> trainer.Member:
     plan = plans[split]
+    if plan.valid not in score_fns:
+      score_fns[plan.valid] = (_score_fn(info, examples[plan.valid])
+                               if use_scoring else None)
     return trainer.Member(
         hp, key, np.concatenate([rows[s] for s in plan.train]),
-        rows[plan.valid],
-        _score_fn(info, examples[plan.valid]) if use_scoring else None)
+        rows[plan.valid], score_fns[plan.valid])
 
   fit = lambda members, part: trainer.fit_members(
       x, y, members, multilabel=multilabel, maximize=maximize,
       shuffle_train=probe_config.shuffle_train, on_check=on_progress,
       checkpoint=checkpoint and checkpoint.child(part))
+  n = len(points)
   start = time.perf_counter()
-  keys = trainer.member_keys(jax.random.fold_in(key, 0), len(points))
-  grid_fits = fit([member(p, 0, keys[j]) for j, p in enumerate(points)],
-                  "split0")
-  seconds = [time.perf_counter() - start]
-  selected = grid_fits[_ranked(grid_fits, maximize)[0]].hparams
+  grid_fits = fit([member(p, 0, k) for key in keys for p, k in zip(
+      points, trainer.member_keys(jax.random.fold_in(key, 0), n))], "split0")
+  grid_fits = [grid_fits[s * n:(s + 1) * n] for s in range(len(keys))]
+  grid_seconds = (time.perf_counter() - start) / len(keys)
+  selected = [f[_ranked(f, maximize)[0]].hparams for f in grid_fits]
   if on_progress is not None:
     # Later splits train the selected point only: its epochs, not the
     # grid's largest, are what is left.
-    on_progress((len(plans) - 1) * (
-        max(p.max_epochs for p in points) - selected.max_epochs))
-  fits = [grid_fits]
+    on_progress((len(plans) - 1) * sum(
+        max(p.max_epochs for p in points) - hp.max_epochs for hp in selected))
+  retrained, retrain_seconds = [], 0.0
   if len(plans) > 1:
     start = time.perf_counter()
     retrained = fit(
-        [member(selected, i,
-                trainer.member_keys(jax.random.fold_in(key, i), 1)[0])
-         for i in range(1, len(plans))], "retrain")
-    fits += [[f] for f in retrained]
-    seconds += [(time.perf_counter() - start) / len(retrained)] * len(
-        retrained)
-  return _TrainedHeads(examples, x, y, rows, fits, seconds)
+        [member(hp, i, trainer.member_keys(jax.random.fold_in(key, i), 1)[0])
+         for key, hp in zip(keys, selected) for i in range(1, len(plans))],
+        "retrain")
+    retrain_seconds = (time.perf_counter() - start) / len(retrained)
+  k = len(plans) - 1
+  return [_TrainedHeads(
+      examples, x, y, rows,
+      [grid_fits[s]] + [[f] for f in retrained[s * k:(s + 1) * k]],
+      [grid_seconds] + [retrain_seconds] * k) for s in range(len(keys))]
 
 
 def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
                   probe_config: ml_collections.ConfigDict, key: jax.Array,
                   kind: str, *, embedding_path: str,
-                  on_progress: Callable[[int], None] | None,
-                  checkpoint: checkpoint_lib.ProbeCheckpoint | None
-                  ) -> TaskOutcome:
-  """One seed's run of the protocol with the probe `kind`."""
-  multilabel = (info.prediction_type == "multilabel"
-                or info.embedding_type == "event")
-  use_scoring = info.metadata.get("use_scoring_for_early_stopping", True)
-  maximize = (metrics.higher_is_better(info.primary_metric) if use_scoring
-              else False)
+                  trained: _TrainedHeads | None) -> TaskOutcome:
+  """One seed's run of the protocol with the probe `kind`: its `trained`
+  heads (`_fit_heads`) or, for kNN, fitted here, scored on the test splits."""
+  multilabel, maximize = _multilabel(info), _maximize(info)
+  use_scoring = _monitors_score(info)
   points = (list(knn.DEFAULT_KS) if kind == "knn"
             else task_grid(info, probe_config))
   per_split, selected, postprocessing = {}, None, []
   grid_fits, selected_index, fits_by_split = (), 0, {}
   predicted, reference = {}, {}
   plans = data_splits(info)
-  trained = None
-  if kind != "knn":
-    trained = _fit_heads(
-        info, splits, plans, points, probe_config, key,
-        multilabel=multilabel, maximize=maximize, use_scoring=use_scoring,
-        on_progress=on_progress, checkpoint=checkpoint)
   for i, plan in enumerate(plans):
     start = time.perf_counter()
     if trained is None:

@@ -156,6 +156,8 @@ def write_training_logs(
   would otherwise add a second event file that TensorBoard overlays)."""
   dirs = []
   for split, fit in outcome.fits.items():
+    if not len(getattr(fit, "train_losses", ())):
+      continue  # nothing trained (a k-NN probe): no curves to log
     log_dir = os.path.join(task_dir, "logs", split)
     if os.path.isdir(log_dir):
       shutil.rmtree(log_dir)
