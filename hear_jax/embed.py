@@ -2,6 +2,9 @@
 
   embeddings = embed_split(model, task_info, split_audio)     # in memory
   embeddings = cached_split_embeddings(path, fingerprint, lambda: ...)
+  embeddings = sharded_split_embeddings(path, fingerprint, embed_rows, n,
+                                        label=..., timeout_seconds=...)
+                                           # several processes, one cache
 
 Scene tasks give one row per clip; event tasks give one row per frame, with
 the frame's clip (`file_index`) and centre time (`timestamps_ms`), frames of a
@@ -10,7 +13,10 @@ clip contiguous and in time order, as hear-eval-kit lays them out.
 Audio is handed to the model at the model's own rate: clips are resampled
 with soxr (the resampler family hearpreprocess uses through ffmpeg) when the
 task's rate differs. Clips are grouped by length and batched by a sample
-budget, the last batch padded, so each length compiles once.
+budget, the last batch padded, so each length compiles once. A jittable model's batches are split over the
+process's devices. In a job of several processes each embeds a contiguous
+share of every split into a shard file and process 0 merges the shards into
+the same cache file one process writes (`sharded_split_embeddings`).
 
 Model output is checked batch by batch (layout, rows, dtype, declared size,
 finite values, timestamps that increase and lie within the clip); a model
@@ -142,12 +148,29 @@ def embed_split(
     *,
     batch_samples: int = 16000 * 64,
     on_progress: Callable[[float], None] | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> SplitEmbeddings:
-  """Embeds every clip of a split (scene or timestamp embeddings by task)."""
+  """Embeds every clip of a split (scene or timestamp embeddings by task).
+
+  A jittable model's batches are split over `devices` (default: this
+  process's devices), each batch rounded up to a multiple of their number;
+  a clip's embedding does not depend on which device or batch it is in.
+  """
   event = task.embedding_type == "event"
   fn = model.timestamp_embeddings if event else model.scene_embeddings
-  if model.jittable:
+  devices = list(jax.local_devices() if devices is None else devices)
+  params = model.params
+  if model.jittable and len(devices) > 1:
+    # Placed explicitly: the devices are this process's own, so the program
+    # stays local to it in a multi-process job too.
+    mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    jitted = jax.jit(fn)
+    fn = lambda p, audio: jitted(p, jax.device_put(audio, rows))
+  elif model.jittable:
     fn = jax.jit(fn)
+  # A host model (torch bridge) runs where it runs: one batch at a time.
+  per_batch = len(devices) if model.jittable else 1
   clips = [to_model_rate(a, task.sample_rate, model.sample_rate)
            for a in split.audio]
   by_length: dict[int, list[int]] = {}
@@ -158,6 +181,7 @@ def embed_split(
   batch_no = 0
   for length, members in sorted(by_length.items()):
     size = _batch_size(length, batch_samples)
+    size = -(-size // per_batch) * per_batch
     for start in range(0, len(members), size):
       chunk = members[start:start + size]
       audio = np.zeros((size, length), np.float32)
@@ -165,7 +189,7 @@ def embed_split(
         audio[row] = clips[i]
       ids = [split.ids[i] for i in chunk]
       if event:
-        emb, ts = fn(model.params, audio)
+        emb, ts = fn(params, audio)
         emb, ts = np.asarray(emb), np.asarray(ts)
         _check_output(model, task.name, "timestamp", emb,
                       model.timestamp_embedding_size, batch_no, size)
@@ -177,7 +201,7 @@ def embed_split(
         for row, i in enumerate(chunk):
           outputs[i] = (emb[row], ts[row])
       else:
-        emb = np.asarray(fn(model.params, audio))
+        emb = np.asarray(fn(params, audio))
         _check_output(model, task.name, "scene", emb,
                       model.scene_embedding_size, batch_no, size)
         _check_values(model, task.name, "scene", emb[:len(chunk)], batch_no,
@@ -194,6 +218,11 @@ def embed_split(
         (0, model.scene_embedding_size), np.float32)
     return SplitEmbeddings(split.ids, x, split.labels, split.events,
                            audio_seconds=seconds)
+  if not outputs:  # an empty share of a split (more processes than clips)
+    return SplitEmbeddings(split.ids, np.zeros(
+        (0, model.timestamp_embedding_size), np.float32), split.labels,
+                           split.events, np.zeros(0, np.int32),
+                           np.zeros(0, np.float64), audio_seconds=0.0)
   x = np.concatenate([e for e, _ in outputs]).astype(np.float32)
   file_index = np.concatenate([np.full(len(t), i, np.int32)
                                for i, (_, t) in enumerate(outputs)])
@@ -366,3 +395,124 @@ def cached_split_embeddings(
   emb = compute()
   save_embeddings(path, emb, fingerprint)
   return emb, False
+
+
+def shard_path(path: str, index: int, count: int) -> str:
+  """Where process `index` of `count` keeps its part of split cache `path`:
+  `<dir>/<split>.shard-<i>-of-<n>.npz`."""
+  root = path[:-len(".npz")] if path.endswith(".npz") else path
+  return f"{root}.shard-{index}-of-{count}.npz"
+
+
+def shard_fingerprint(fingerprint: str, index: int, count: int) -> str:
+  return json.dumps({"split": fingerprint, "shard": index, "of": count})
+
+
+def merge_embeddings(parts: Sequence[SplitEmbeddings]) -> SplitEmbeddings:
+  """One split from parts holding disjoint clips: clips in id order (as
+  `embed_split` of the whole split gives them), each clip's rows intact."""
+  if not parts:
+    raise ValueError("merge_embeddings: no parts")
+  event = parts[0].file_index is not None
+  if any((p.file_index is not None) != event for p in parts):
+    raise ValueError("merge_embeddings: scene and event parts mixed")
+  clips = sorted((clip, p, c) for p, part in enumerate(parts)
+                 for c, clip in enumerate(part.ids))
+  ids = tuple(clip for clip, _, _ in clips)
+  if len(set(ids)) != len(ids):
+    dup = next(a for a, b in zip(ids, ids[1:]) if a == b)
+    raise ValueError(f"merge_embeddings: clip {dup!r} is in two parts")
+  labels = tuple(parts[p].labels[c] for _, p, c in clips)
+  events = tuple(parts[p].events[c] for _, p, c in clips)
+  seconds = sum(p.audio_seconds for p in parts)
+  x_all = np.concatenate([p.x for p in parts]).astype(np.float32)
+  offsets = np.cumsum([0] + [len(p.x) for p in parts])
+  if not event:
+    rows = np.array([offsets[p] + c for _, p, c in clips], np.int64)
+    return SplitEmbeddings(ids, x_all[rows], labels, events,
+                           audio_seconds=seconds)
+  # Frames of a clip are contiguous in its part: clip c's rows are
+  # [starts[c], starts[c + 1]) of that part's file_index.
+  starts = [np.searchsorted(p.file_index, np.arange(len(p.ids) + 1))
+            for p in parts]
+  spans = [(offsets[p] + starts[p][c], offsets[p] + starts[p][c + 1])
+           for _, p, c in clips]
+  rows = np.concatenate([np.arange(a, b) for a, b in spans] or
+                        [np.zeros(0, np.int64)])
+  file_index = np.repeat(np.arange(len(ids), dtype=np.int32),
+                         [b - a for a, b in spans])
+  timestamps = np.concatenate([p.timestamps_ms for p in parts])[rows]
+  return SplitEmbeddings(ids, x_all[rows], labels, events, file_index,
+                         timestamps.astype(np.float64), audio_seconds=seconds)
+
+
+def sharded_split_embeddings(
+    path: str, fingerprint: str,
+    compute_share: Callable[[range], SplitEmbeddings], n_examples: int, *,
+    label: str, timeout_seconds: float) -> tuple[SplitEmbeddings, bool]:
+  """`cached_split_embeddings` for a job of several processes.
+
+  A complete cache at `path` is used by any number of processes. Otherwise
+  process i embeds its contiguous share of the split's `n_examples` data
+  source rows (`compute_share(range)`, clips in id order) into its shard
+  file (`shard_path`, reused on a rerun with the same process count), all
+  processes meet, process 0 merges the shards into `path` (the one-process
+  cache format, fingerprint `fingerprint`) and deletes them, and every
+  process reads the merged split. Only process 0 writes `path`; every
+  process writes only its shard. `path` must be on a disk every process
+  sees. Returns the split and whether it was cached.
+  """
+  from hear_jax import distributed  # pylint: disable=g-import-not-at-top
+  index, count = distributed.process_index(), distributed.process_count()
+  merged = load_embeddings(path, fingerprint)
+  if merged is not None:
+    return merged, True
+  mine = distributed.share(n_examples, index, count)
+  own = shard_path(path, index, count)
+  part = load_embeddings(own, shard_fingerprint(fingerprint, index, count))
+  if part is None:
+    logging.info("process %d/%d: embedding %d of %d examples of %s", index,
+                 count, len(mine), n_examples, label)
+    part = compute_share(mine)
+    if len(part.ids) != len(mine):
+      raise ValueError(f"{label}: process {index}/{count} embedded"
+                       f" {len(part.ids)} clips for a share of {len(mine)}")
+    save_embeddings(own, part, shard_fingerprint(fingerprint, index, count))
+  else:
+    logging.info("process %d/%d: reusing its shard, %d of %d examples of %s",
+                 index, count, len(part.ids), n_examples, label)
+  distributed.barrier(f"embedded {label}", timeout_seconds=timeout_seconds)
+
+  def merge() -> str:
+    parts = [part]
+    for i in range(1, count):
+      shard = load_embeddings(shard_path(path, i, count),
+                              shard_fingerprint(fingerprint, i, count))
+      if shard is None:
+        raise ValueError(
+            f"{shard_path(path, i, count)}: process {i} wrote it, but process"
+            " 0 cannot read it; the workdir must be one directory shared by"
+            " every host (NFS, Filestore, a gcsfuse bucket)")
+      parts.append(shard)
+    split = merge_embeddings(parts)
+    if len(split.ids) != n_examples:
+      raise ValueError(f"{label}: the shards hold {len(split.ids)} clips, the"
+                       f" split {n_examples}")
+    save_embeddings(path, split, fingerprint)
+    for i in range(count):
+      os.remove(shard_path(path, i, count))
+    parts.clear()
+    merged_here.append(split)
+    return ""
+
+  merged_here: list[SplitEmbeddings] = []
+  distributed.from_main(f"merged {label}", merge,
+                        timeout_seconds=timeout_seconds)
+  if merged_here:
+    return merged_here[0], False
+  merged = load_embeddings(path, fingerprint)
+  if merged is None:
+    raise ValueError(f"{path}: process 0 wrote it, but process {index} cannot"
+                     " read it; the workdir must be one directory shared by"
+                     " every host (NFS, Filestore, a gcsfuse bucket)")
+  return merged, False

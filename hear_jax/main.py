@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import sys
+import traceback
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 import tensorflow_datasets as tfds
 
+from hear_jax import distributed
 from hear_jax import run
 from hear_jax import workdir_lock
 
@@ -39,17 +41,30 @@ def main(argv: list[str]) -> None:
     raise app.UsageError("give --workdir (or set config.workdir)")
   tfds.disable_progress_bar()  # carriage-return bars spam logs
   try:
+    # One of several processes (launch/) if the environment says so.
+    distributed.initialize(
+        timeout_seconds=config.distributed_timeout_seconds,
+        heartbeat_seconds=config.distributed_heartbeat_seconds)
     table = run.evaluate(config, workdir)
-  except (ValueError, FileNotFoundError, workdir_lock.WorkdirBusyError) as e:
+  except (ValueError, FileNotFoundError, workdir_lock.WorkdirBusyError,
+          distributed.DistributedError) as e:
     # hear_jax reports bad data, models and configs as one-line ValueErrors
     # naming the file or field; a user needs that line, not a traceback.
     _fail(str(e), 1)
-  print(table)
+  except Exception:  # pylint: disable=broad-except
+    if distributed.process_count() == 1:
+      raise
+    # A bug in one of several processes: its traceback, then out at once,
+    # not into JAX's exit handshake with peers that wait for it.
+    traceback.print_exc()
+    distributed.leave(1)
+  if distributed.is_main():
+    print(table)
 
 
 def _fail(message: str, status: int) -> None:
   print(f"hear_jax: error: {' '.join(message.split())}", file=sys.stderr)
-  sys.exit(status)
+  distributed.leave(status)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

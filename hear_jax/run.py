@@ -28,13 +28,14 @@ from typing import Any
 import jax
 import ml_collections
 
+from hear_jax import distributed
 from hear_jax import embed
 from hear_jax import progress
 from hear_jax import workdir_lock
 from hear_jax.config import check_config
 from hear_jax.data import heareval_layout
 from hear_jax.data import task_specs
-from hear_jax.data.task import Task, load_task
+from hear_jax.data.task import Task, load_task, read_split
 from hear_jax.models import load_model
 from hear_jax.models.interface import EmbeddingModel
 from hear_jax.probe import checkpoint as checkpoint_lib
@@ -99,12 +100,29 @@ def _check_task_paths(config: ml_collections.ConfigDict) -> None:
         f" as --config=<config>.py:<task dir or tarball>")
 
 
+class _Rows:
+  """Rows [start, stop) of a data source, as a data source (a process's
+  share of a split: it reads only these records)."""
+
+  def __init__(self, source: Any, rows: range):
+    self.source, self.rows = source, rows
+
+  def __len__(self) -> int:
+    return len(self.rows)
+
+  def __getitem__(self, i: int) -> Any:
+    return self.source[self.rows[i]]
+
+
 def _embed_split(model: EmbeddingModel, model_spec: str, task: Task,
                  split: str, batch_samples: int,
-                 stage: progress.Stage | None) -> embed.SplitEmbeddings:
-  """One split, with a progress bar in seconds of audio; `stage` counts the
-  audio embedded and the seconds it took (for compute.json)."""
-  audio = task.read_split(split)
+                 stage: progress.Stage | None,
+                 rows: range | None = None) -> embed.SplitEmbeddings:
+  """One split (or its data source's `rows`), with a progress bar in seconds
+  of audio; `stage` counts the audio embedded and the seconds it took (for
+  compute.json)."""
+  audio = (task.read_split(split) if rows is None
+           else read_split(_Rows(task.source[split], rows)))
   start = time.perf_counter()
   total = sum(len(a) for a in audio.audio) / task.info.sample_rate
   with progress.Progress(f"embed {model_spec} / {task.info.name} / {split}",
@@ -136,16 +154,30 @@ def embed_task(model: EmbeddingModel, model_spec: str, task: Task,
         "split": split, "examples": len(task.source[split]),
         "task": task.info.metadata,
         # The prepared files' content: a rebuilt dataset is re-embedded.
-        "files_sha256": embed.files_digest(
-            [os.fspath(p) for p in builder.info.splits[split].filepaths],
-            os.path.join(cache_dir, "dataset-files.json")),
+        # Process 0 reads the files (and writes the digests' memo); the
+        # other processes of a multi-host run get its digest.
+        "files_sha256": distributed.from_main(
+            f"digest {task.info.name}/{split}", lambda split=split:
+            embed.files_digest(
+                [os.fspath(p) for p in builder.info.splits[split].filepaths],
+                os.path.join(cache_dir, "dataset-files.json")),
+            timeout_seconds=config.distributed_timeout_seconds),
     }, batch_samples=batch_samples)
     fingerprints.append(fingerprint)
     path = os.path.join(cache_dir, f"{split}.npz")
-    splits[split], cached = embed.cached_split_embeddings(
-        path, fingerprint,
-        lambda split=split: _embed_split(model, model_spec, task, split,
-                                         batch_samples, stage))
+    if distributed.process_count() > 1:
+      splits[split], cached = embed.sharded_split_embeddings(
+          path, fingerprint,
+          lambda rows, split=split: _embed_split(
+              model, model_spec, task, split, batch_samples, stage, rows),
+          len(task.source[split]),
+          label=f"{model_spec} / {task.info.name} / {split}",
+          timeout_seconds=config.distributed_timeout_seconds)
+    else:
+      splits[split], cached = embed.cached_split_embeddings(
+          path, fingerprint,
+          lambda split=split: _embed_split(model, model_spec, task, split,
+                                           batch_samples, stage))
     logging.info("%s / %s / %s: %d rows%s", model_spec, task.info.name, split,
                  len(splits[split].x), " (cached)" if cached else "")
   return splits, "\n".join(fingerprints), time.perf_counter() - start
@@ -165,10 +197,16 @@ def probe_task(task: Task, splits: dict[str, embed.SplitEmbeddings],
       "probe": config.probe.to_dict(), "seed": config.seed,
       "embeddings": embeddings_fingerprint}, sort_keys=True)
   doc = _finished_probe(done_path, scores_path, fingerprint)
+  # Every process has decided before process 0 writes a result that would
+  # change a slower process's decision.
+  distributed.barrier(f"probe {out_dir}",
+                      timeout_seconds=config.distributed_timeout_seconds)
+  main = distributed.is_main()  # the only process that writes
   if doc is not None:
     # A run killed while clearing it may have left a finished probe's state.
-    shutil.rmtree(os.path.join(out_dir, "probe-checkpoint"),
-                  ignore_errors=True)
+    if main:
+      shutil.rmtree(os.path.join(out_dir, "probe-checkpoint"),
+                    ignore_errors=True)
     if stage is not None:
       stage.counts["cached"] = 1
       stage.detail = (f"reused, {task.info.primary_metric} "
@@ -178,7 +216,7 @@ def probe_task(task: Task, splits: dict[str, embed.SplitEmbeddings],
   # The training state, saved as it goes, so a killed run resumes mid-fit;
   # the fingerprint keeps a state made from other inputs from being resumed.
   checkpoint = None
-  if config.probe_checkpoint_seconds >= 0:
+  if config.probe_checkpoint_seconds >= 0 and main:
     checkpoint = checkpoint_lib.ProbeCheckpoint(
         os.path.join(out_dir, "probe-checkpoint"), fingerprint,
         min_seconds=config.probe_checkpoint_seconds)
@@ -194,9 +232,12 @@ def probe_task(task: Task, splits: dict[str, embed.SplitEmbeddings],
                                 on_progress=bar.update, checkpoint=checkpoint)
   doc = outcome.doc
   if stage is not None:
-    stage.detail = (f"{len(outcome.grid)} grid points, {len(outcome.fits)}"
+    points = len(doc.get("knn_validation_scores", outcome.grid))
+    stage.detail = (f"{points} grid points, {len(outcome.fits)}"
                     f" splits, {task.info.primary_metric} "
                     f"{results.reported_score(doc)[0]:.4f}")
+  if not main:
+    return doc
   results.write_json(scores_path, doc)
   task_files.write_probe_outputs(out_dir, outcome)
   results.write_json(done_path, {
@@ -241,7 +282,8 @@ def probe_heareval_embeddings(path: str, workdir: str,
   logging.info("%s / %s: %s = %.4f (heareval embeddings %s)", model,
                info.name, info.primary_metric, score, path)
   return leaderboard.LeaderboardRow(model, info.name, info.primary_metric,
-                                    score, std)
+                                    score, std,
+                                    results.reported_interval(doc))
 
 
 def check_run(config: ml_collections.ConfigDict) -> list[str]:
@@ -271,7 +313,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
   from its last checkpoint.
   """
   specs = check_run(config)
-  with workdir_lock.hold(workdir, wait_seconds=config.lock_wait_seconds):
+  # Process 0 of a multi-process run holds the lock for all of them (only it
+  # writes results); the others go on once it holds it, or fail with it.
+  with distributed.held_by_main(
+      "workdir lock", lambda: workdir_lock.hold(
+          workdir, wait_seconds=config.lock_wait_seconds),
+      timeout_seconds=(config.lock_wait_seconds
+                       + config.distributed_timeout_seconds)):
     models = {spec: load_model(spec) for spec in specs}
     return _evaluate(config, workdir, models)
 
@@ -288,8 +336,12 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str,
           task_specs.data_path(task_spec), workdir, config))
       continue
     with times.stage("data", task_spec, reset_peak=True) as stage:
-      builder = task_specs.prepare_task(task_spec, data_dir,
-                                        config.task_sample_rate)
+      # One process prepares a dataset, then the others read it.
+      builder = distributed.main_first(
+          f"data {task_spec}", lambda task_spec=task_spec:
+          task_specs.prepare_task(task_spec, data_dir,
+                                  config.task_sample_rate),
+          timeout_seconds=config.distributed_timeout_seconds)
       task = load_task(builder)
       stage.task, stage.detail = task.info.name, progress.examples_detail(
           task.source)
@@ -307,7 +359,7 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str,
             model, spec, task, builder, os.path.join(out_dir, "embeddings"),
             config, embed_stage)
         embed_stage.detail = progress.embed_detail(splits, embed_stage)
-      if config.export_heareval:
+      if config.export_heareval and distributed.is_main():
         heareval_layout.export_task(
             os.path.join(workdir, "heareval", slug(spec),
                          heareval_layout.task_dir_name(task.info.metadata)),
@@ -315,16 +367,21 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str,
       with times.stage("probe", task.info.name, spec) as probe_stage:
         doc = probe_task(task, splits, fingerprint, out_dir, config,
                          stage=probe_stage)
-      task_files.record_compute(
-          out_dir, model=spec, model_params=model.params, task_info=task.info,
-          hear_task=heareval_layout.task_dir_name(task.info.metadata),
-          splits=splits, embed_stage=embed_stage, probe_stage=probe_stage)
+      if distributed.is_main():
+        task_files.record_compute(
+            out_dir, model=spec, model_params=model.params,
+            task_info=task.info,
+            hear_task=heareval_layout.task_dir_name(task.info.metadata),
+            splits=splits, embed_stage=embed_stage, probe_stage=probe_stage)
       score, std = results.reported_score(doc)
       rows.append(leaderboard.LeaderboardRow(
-          spec, task.info.name, task.info.primary_metric, score, std))
+          spec, task.info.name, task.info.primary_metric, score, std,
+          results.reported_interval(doc)))
       logging.info("%s / %s: %s = %.4f (embedding %.1f s)", spec,
                    task.info.name, task.info.primary_metric, score,
                    embed_seconds)
+  if not distributed.is_main():
+    return leaderboard.to_markdown(rows)
   table = leaderboard.write_leaderboard(rows, workdir)
   _write_report(workdir, times)
   times.print_summary()
