@@ -213,6 +213,9 @@ def _to_device(a: np.ndarray, sharding) -> jax.Array:
   return jax.make_array_from_callback(a.shape, sharding, lambda i: a[i])
 
 
+_STACK_CHUNK_BYTES = 32 << 20
+
+
 @functools.partial(jax.jit, donate_argnums=0)
 def _write_rows(out, part, start):
   return jax.lax.dynamic_update_slice_in_dim(out, part, start, axis=0)
@@ -232,11 +235,15 @@ def stack_rows(parts: Sequence[np.ndarray],
     return _to_device(np.concatenate(parts).astype(np.float32),
                       place.replicated)
   out = jnp.zeros(shape, jnp.float32, device=(devices or jax.devices())[0])
+  row_bytes = 4 * max(1, math.prod(shape[1:]))
+  step = max(1, _STACK_CHUNK_BYTES // row_bytes)
   start = 0
   for p in parts:
-    if len(p):
-      out = _write_rows(out, jax.device_put(p.astype(np.float32, copy=False),
-                                            out.sharding), np.int32(start))
+    # In slices, so the transfer buffer stays small next to the result.
+    for i in range(0, len(p), step):
+      piece = p[i:i + step].astype(np.float32, copy=False)
+      out = _write_rows(out, jax.device_put(piece, out.sharding),
+                        np.int32(start + i))
     start += len(p)
   return out
 
@@ -471,8 +478,13 @@ def _select(mask, new, old):
 
 
 @jax.jit
-def _row_facts(x, y, rows):
-  return jnp.all(jnp.isfinite(x[rows])), jnp.all(jnp.sum(y[rows], axis=1) == 1)
+def _all_finite(x):
+  return jnp.all(jnp.isfinite(x))
+
+
+@jax.jit
+def _one_label_each(y, rows):
+  return jnp.all(jnp.sum(y[rows], axis=1) == 1)
 
 
 def _check_rows(name: str, x, y, rows: np.ndarray, multilabel: bool):
@@ -481,10 +493,7 @@ def _check_rows(name: str, x, y, rows: np.ndarray, multilabel: bool):
   if rows.min() < 0 or rows.max() >= x.shape[0]:
     raise ValueError(f"fit_members: {name} rows must index x's {x.shape[0]}"
                      f" rows; got {rows.min()}..{rows.max()}")
-  finite, one_label = _row_facts(x, y, jnp.asarray(rows))
-  if not finite:
-    raise ValueError(f"fit_probes: {name}_x contains NaN or inf")
-  if not multilabel and not one_label:
+  if not multilabel and not _one_label_each(y, rows):
     raise ValueError(f"fit_probes: {name}_y must have exactly one label per "
                      "row for a multiclass task")
 
@@ -611,9 +620,20 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
   if spread is not None:
     x, y = (a if a.sharding == spread.replicated
             else jax.device_put(a, spread.replicated) for a in (x, y))
+  if not _all_finite(x):
+    bad = int(np.flatnonzero(~np.isfinite(np.asarray(x)).all(axis=1))[0])
+    name = next((n for m in members for n, r in (("train", m.train_rows),
+                                                 ("valid", m.valid_rows))
+                 if bad in np.asarray(r)), "test")
+    raise ValueError(f"fit_probes: {name}_x contains NaN or inf (row {bad} "
+                     "of the embeddings)")
+  checked = set()
   for m in members:
-    _check_rows("train", x, y, np.asarray(m.train_rows), multilabel)
-    _check_rows("valid", x, y, np.asarray(m.valid_rows), multilabel)
+    for name, rows in (("train", m.train_rows), ("valid", m.valid_rows)):
+      rows = np.asarray(rows)
+      if (name, rows.tobytes()) not in checked:
+        _check_rows(name, x, y, rows, multilabel)
+        checked.add((name, rows.tobytes()))
 
   groups: dict[tuple, list[int]] = {}
   for i, m in enumerate(members):
