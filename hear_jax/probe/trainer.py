@@ -477,6 +477,37 @@ def _select(mask, new, old):
   return jax.tree.map(pick, new, old)
 
 
+@functools.partial(jax.jit, static_argnames=("sharding",))
+def _take(tree, positions, *, sharding=None):
+  """Members `positions` of a member-stacked pytree (a new layout)."""
+  return _constrain(jax.tree.map(lambda a: a[positions], tree), sharding)
+
+
+@jax.jit
+def _select_slots(mask, new, old, slots):
+  """`old` (all members) with member slots[j] replaced by new[j] where
+  mask[j]; a slot of -1 (padding) writes nothing."""
+  n = jax.tree.leaves(old)[0].shape[0]
+  index = jnp.where(slots >= 0, slots, n)  # out of bounds: dropped
+
+  def pick(a, b):
+    m = mask.reshape(mask.shape + (1,) * (a.ndim - 1))
+    current = b[jnp.minimum(index, n - 1)]
+    return b.at[index].set(jnp.where(m, a, current), mode="drop")
+  return jax.tree.map(pick, new, old)
+
+
+# A group moves its running members into a smaller program (one compile per
+# power-of-two size) only when a member's chunk of epochs is at least this
+# much matmul work; below it, compiling costs more than the stopped
+# members' frozen compute it saves.
+_COMPACT_MIN_FLOPS = 5e9
+
+
+def _compact_size(n_running: int, n_members: int) -> int:
+  return min(n_members, 1 << max(0, n_running - 1).bit_length())
+
+
 @jax.jit
 def _all_finite(x):
   return jnp.all(jnp.isfinite(x))
@@ -707,22 +738,92 @@ class _GroupFit:
         np.array([h.dropout for h in self.hparams], np.float32),
         shape=self.shape, impl=jax.random.key_impl(self.keys),
         place=self.place)
+    # Which member each position of the device state holds (-1: padding).
+    # As members stop, the running ones move into a smaller program, so
+    # stopped members stop costing compute (`_layout_for`).
+    self.slots = np.arange(len(members))
+    self.devices = devices
+    sizes = [self.shape.in_dim] + [self.shape.hidden_dim] * (
+        self.shape.hidden_layers) + [self.shape.n_labels]
+    chunk_flops = self.every * int(self.n_train.max()) * (
+        4 * sizes[0] * sizes[1]
+        + 6 * sum(a * b for a, b in zip(sizes[1:-1], sizes[2:])))
+    self.compact = chunk_flops >= _COMPACT_MIN_FLOPS
+    self._layouts = {tuple(self.slots): (
+        self.place, self.members_state, self.train_rows, self.n_train,
+        self.valid_rows, self.n_valid)}
+
+  def _layout_for(self, active: np.ndarray) -> np.ndarray:
+    """The slots for a chunk training the `active` members: unchanged, or
+    (when compacting and the running set changed) the running members first,
+    padded to a power of two, so the layout depends on the running set
+    alone (a resumed fit lays members out as the uninterrupted one)."""
+    if not self.compact:
+      return self.slots
+    running = np.flatnonzero(active)
+    size = _compact_size(len(running), len(self.hparams))
+    slots = np.concatenate([running, np.full(size - len(running), -1)])
+    if len(slots) == len(self.hparams) and np.array_equal(
+        self.slots, np.arange(len(slots))):
+      return self.slots  # full size: keep the initial layout
+    return slots
+
+  def _move_to(self, slots: np.ndarray) -> None:
+    """Gathers the device state into the layout `slots`."""
+    key = tuple(slots)
+    if key not in self._layouts:
+      members = [self.members[i] for i in np.maximum(slots, 0)]
+      place = placement(len(slots), self.devices)
+      members_state = _take(self.members_state, np.maximum(slots, 0),
+                            sharding=place and place.members)
+      train_rows, n_train = _rows_on_device(
+          [m.train_rows for m in members], place)
+      valid_rows, n_valid = _rows_on_device(
+          [m.valid_rows for m in members], place)
+      self._layouts = {key: (place, members_state, train_rows, n_train,
+                             valid_rows, n_valid)}
+    where = {member: pos for pos, member in enumerate(self.slots)}
+    running = slots[slots >= 0]
+    positions = np.array([where[i] for i in running]
+                         + [where[running[0]]] * int((slots < 0).sum()))
+    place = self._layouts[key][0]
+    self.state = _take(self.state, positions,
+                       sharding=place and place.members)
+    self.slots = slots
 
   def _dispatch(self, check: int, active: np.ndarray):
+    slots = self._layout_for(active)
+    if not np.array_equal(slots, self.slots):
+      self._move_to(slots)
+    place, members_state, train_rows, n_train, valid_rows, n_valid = (
+        self._layouts[tuple(self.slots)])
     self.state, epoch_losses = _train_chunk(
-        self.state, self.members_state, np.asarray(active), self.x, self.y,
-        self.train_rows, self.n_train, np.int32(check * self.every),
+        self.state, members_state,
+        np.where(self.slots >= 0, active[np.maximum(self.slots, 0)], False),
+        self.x, self.y, train_rows, n_train, np.int32(check * self.every),
         n_epochs=self.every, batch_size=self.hparams[0].batch_size,
-        multilabel=self.multilabel, shuffle=self.shuffle, place=self.place)
+        multilabel=self.multilabel, shuffle=self.shuffle, place=place)
     probs, _, loss = _evaluate_members(
         self.state.params, self.state.bn_state, self.x, self.y,
-        self.valid_rows, self.n_valid, multilabel=self.multilabel,
-        chunk=self.eval_batch_size, place=self.place)
+        valid_rows, n_valid, multilabel=self.multilabel,
+        chunk=self.eval_batch_size, place=place)
     for a in (epoch_losses, loss) + ((probs,) if not self.monitor_loss
                                      else ()):
       a.copy_to_host_async()
     snapshot = (self.state.params, self.state.bn_state)
-    return check, snapshot, epoch_losses, probs, loss, self.state
+    return (check, snapshot, epoch_losses, probs, loss, self.state,
+            self.slots)
+
+  def _full_state(self, state, slots: np.ndarray):
+    """A train state in the initial layout (every member at its index; a
+    member without a slot gets any slot's copy: it has stopped and is never
+    trained again) for checkpoints."""
+    if np.array_equal(slots, np.arange(len(self.hparams))):
+      return state
+    where = {member: pos for pos, member in enumerate(slots) if member >= 0}
+    positions = np.array([where.get(i, 0) for i in range(len(self.hparams))])
+    return _take(state, positions,
+                 sharding=self.place and self.place.members)
 
   def _host_member(self, tree, i: int):
     """Member i's leaves as numpy arrays (gathered from every device)."""
@@ -769,10 +870,15 @@ class _GroupFit:
         pending.append(self._dispatch(next_check, running))
         next_check += 1
         next_active = running
-      check, snapshot, epoch_losses, probs, loss, state = pending.popleft()
+      (check, snapshot, epoch_losses, probs, loss, state,
+       slots) = pending.popleft()
       evaluated = ~es.stopped
-      epoch_losses = np.asarray(epoch_losses)
-      loss = np.asarray(loss, np.float64)
+      # Back from the chunk's layout to one entry per member.
+      position = np.full(m, -1)
+      position[slots[slots >= 0]] = np.flatnonzero(slots >= 0)
+      evaluated &= position >= 0
+      epoch_losses = np.asarray(epoch_losses)[:, position]
+      loss = np.asarray(loss, np.float64)[position]
       scores = np.full(m, np.nan)
       extras_now: dict[int, Any] = {}
       probs_host = None if self.monitor_loss else np.asarray(probs)
@@ -780,7 +886,8 @@ class _GroupFit:
         if self.monitor_loss:
           scores[i] = loss[i]
           continue
-        out = self.score_fns[i](probs_host[i, :self.n_valid[i]])
+        out = self.score_fns[i](
+            probs_host[position[i], :len(self.members[i].valid_rows)])
         score, extras_now[i] = out if isinstance(out, tuple) else (out, None)
         scores[i] = float(score)
       es_new, improved = early_stopping_step(
@@ -809,12 +916,17 @@ class _GroupFit:
                       + int(left[stopped & ~es.stopped].sum()))
       es = es_new._replace(stopped=stopped)
       if improved.any():
-        best = _select(improved, snapshot, best)
+        if np.array_equal(slots, np.arange(m)):
+          best = _select(improved, snapshot, best)
+        else:
+          best = _select_slots(
+              np.where(slots >= 0, improved[np.maximum(slots, 0)], False),
+              snapshot, best, slots)
       if es.stopped.all():
         break
       if self._save_due(check):
         self._save(checkpoint_lib.GroupProgress(
-            check, state, best, tuple(es), extras,
+            check, self._full_state(state, slots), best, tuple(es), extras,
             [np.array(h, np.float64) for h in history],
             [np.array(l) for l in losses], reason, last_check.copy(),
             next_active, done=False))
