@@ -1,19 +1,29 @@
-"""Fits HEAR's shallow heads, many grid points at once, on fixed embeddings.
+"""Fits HEAR's shallow heads, many at once, on fixed embeddings.
 
-hear-eval-kit trains one PyTorch-Lightning model per grid point. Here the
-grid points that share an architecture (hidden_layers, hidden_dim,
-batch_size, check_val_every_n_epoch) are *members* of one vmapped program:
-learning rate (in the optimizer state via `optax.inject_hyperparams`),
-initialization, dropout rate, patience, max_epochs and PRNG key are
-per-member numbers. The epochs between two validation checks run inside one
-jitted `lax.scan`; only the validation predictions come back to the host,
-where `score_fn` scores them and early stopping (per member) decides.
+hear-eval-kit trains one PyTorch-Lightning model per grid point and fold.
+Here every head is a *member*; members that share an architecture
+(hidden_layers, hidden_dim, batch_size, check_val_every_n_epoch) are one
+vmapped program: learning rate (in the optimizer state via
+`optax.inject_hyperparams`), initialization, dropout rate, patience,
+max_epochs, PRNG key and the rows of the embedding matrix a member trains
+and validates on are per-member numbers. The task's embeddings are on the
+devices once (`stack_rows`); grid points share their rows, the folds of a
+k-fold task are other rows. Members are spread over a ("members", "batch")
+mesh of every device (`placement`). The epochs between two validation
+checks run inside one jitted `lax.scan`; only the validation predictions
+come back to the host, where each member's `score_fn` scores them and early
+stopping (per member) decides. As members stop, the running ones move into
+a smaller program (power-of-two sizes) when a chunk of epochs is worth the
+compile, so stopped members stop costing compute.
 
   results = fit_probes(train_x, train_y, valid_x, valid_y, hear_grid(),
                        multilabel=False, score_fn=top1, maximize=True,
                        key=jax.random.key(0))
   best = max(results, key=lambda r: r.best_score)      # HEAR's selection
   probs = predict(best, test_x)                        # [N, C] numpy
+  # Any members on one matrix, e.g. one point on every fold at once:
+  results = fit_members(x, y, [Member(hp, key_i, train_rows_i, valid_rows_i,
+                                      score_fn_i) for ...], ...)
 
 `score_fn(probs[N, C]) -> float`, or `-> (float, extra)` where `extra`
 (e.g. the chosen event post-processing) is kept with the best checkpoint
@@ -32,8 +42,9 @@ Protocol (hear-reference.md §5.3), with the choices this port makes:
   (it cancels there) and enters only the running mean: its gradient is
   exactly zero, where PyTorch's rounding noise, rescaled by Adam, makes it
   drift at random (`mlp.apply_mlp`). Same function in exact arithmetic.
-- Dropout masks are drawn at 16-bit resolution (`mlp.dropout_noise`): the
-  drop rate is rounded to a multiple of 2^-16 (0.1 -> 0.1000061).
+- Dropout masks come from a counter-based hash of each step's key, at
+  16-bit resolution (`mlp.dropout_noise`): the drop rate is rounded to a
+  multiple of 2^-16 (0.1 -> 0.1000061).
 - No reshuffling by default (hear-eval-kit's k-fold-era behaviour);
   `shuffle_train=True` draws a new permutation every epoch from the member's
   key.
