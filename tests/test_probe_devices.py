@@ -68,11 +68,11 @@ def fit_and_describe() -> dict:
         np.full(4, 0.1, np.float32),
         shape=trainer.mlp.MlpShape(_D, _C, 1, 32),
         impl=jax.random.key_impl(members[0].key), place=place)
-    kernel = state.params["hidden"][0]["kernel"]
+    weight = state.params["hidden"][0]["weight"]
     layout = {"mesh": dict(place.members.mesh.shape),
-              "devices": len({s.device for s in kernel.addressable_shards}),
+              "devices": len({s.device for s in weight.addressable_shards}),
               "member_slices": len({s.index[0].start
-                                    for s in kernel.addressable_shards})}
+                                    for s in weight.addressable_shards})}
   return {"devices": jax.device_count(), "layout": layout,
           "scores": [r.best_score for r in results],
           "epochs": [r.best_epoch for r in results],

@@ -107,12 +107,12 @@ def test_xavier_init_statistics_and_bias_bounds(normal):
   shape = mlp.MlpShape(in_dim=300, n_labels=40, hidden_layers=1,
                        hidden_dim=500)
   params, bn = mlp.init_mlp(jax.random.key(3), shape, normal)
-  first = np.asarray(params["hidden"][0]["kernel"])
-  out = np.asarray(params["output"]["kernel"])
+  first = np.asarray(params["hidden"][0]["weight"])
+  out = np.asarray(params["output"]["weight"])
   for w, fan_in, fan_out, gain in ((first, 300, 500, 1.0),
                                    (out, 500, 40, math.sqrt(2.0))):
     std = gain * math.sqrt(2.0 / (fan_in + fan_out))
-    assert w.shape == (fan_in, fan_out)
+    assert w.shape == (fan_out, fan_in)  # torch.nn.Linear's layout
     assert abs(w.mean()) < 0.03 * std
     assert w.std() == pytest.approx(std, rel=0.03)
     bound = math.sqrt(3.0) * std
@@ -136,8 +136,8 @@ def test_output_gain_is_one_without_hidden_layers():
   params, bn = mlp.init_mlp(jax.random.key(0), shape, True)
   assert params["hidden"] == () and bn == ()
   std = math.sqrt(2.0 / 800)
-  kernel = np.asarray(params["output"]["kernel"])
-  assert float(np.std(kernel)) == pytest.approx(std, rel=0.02)
+  weight = np.asarray(params["output"]["weight"])
+  assert float(np.std(weight)) == pytest.approx(std, rel=0.02)
 
 
 def test_batch_norm_matches_pytorch_semantics():
@@ -335,8 +335,8 @@ def test_rerun_is_bitwise_identical_and_keys_matter():
     assert r1.history == r2.history
     for x, y in zip(jax.tree.leaves(r1.params), jax.tree.leaves(r2.params)):
       np.testing.assert_array_equal(x, y)
-  assert not np.array_equal(first[0].params["output"]["kernel"],
-                            other[0].params["output"]["kernel"])
+  assert not np.array_equal(first[0].params["output"]["weight"],
+                            other[0].params["output"]["weight"])
 
 
 def test_shuffling_changes_training_but_not_reproducibility():
@@ -357,16 +357,16 @@ def test_a_last_training_batch_of_one_row_is_dropped():
                              VALID_Y, [hp], multilabel=False,
                              score_fn=_accuracy, maximize=True,
                              key=jax.random.key(0))[0]
-  np.testing.assert_array_equal(extra.params["output"]["kernel"],
-                                exact.params["output"]["kernel"])
+  np.testing.assert_array_equal(extra.params["output"]["weight"],
+                                exact.params["output"]["weight"])
   # Without BatchNorm the single row is a valid batch and is used.
   linear = dataclasses.replace(hp, hidden_layers=0)
   kept = [trainer.fit_probes(TRAIN_X[:m], TRAIN_Y[:m], VALID_X, VALID_Y,
                              [linear], multilabel=False, score_fn=_accuracy,
                              maximize=True, key=jax.random.key(0))[0]
           for m in (n, n - 1)]
-  assert not np.array_equal(kept[0].params["output"]["kernel"],
-                            kept[1].params["output"]["kernel"])
+  assert not np.array_equal(kept[0].params["output"]["weight"],
+                            kept[1].params["output"]["weight"])
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -402,13 +402,13 @@ def test_one_member_matches_pytorch_training(multilabel):
 
   layers = []
   for layer in init["hidden"]:
-    linear = torch.nn.Linear(*layer["kernel"].shape)
-    linear.weight.data = torch.tensor(np.asarray(layer["kernel"]).T.copy())
+    linear = torch.nn.Linear(*layer["weight"].shape[::-1])
+    linear.weight.data = torch.tensor(np.asarray(layer["weight"]))
     linear.bias.data = torch.tensor(np.asarray(layer["bias"]))
     layers += [linear, torch.nn.BatchNorm1d(hp.hidden_dim),
                torch.nn.Dropout(0.0), torch.nn.ReLU()]
   out = torch.nn.Linear(hp.hidden_dim, C)
-  out.weight.data = torch.tensor(np.asarray(init["output"]["kernel"]).T.copy())
+  out.weight.data = torch.tensor(np.asarray(init["output"]["weight"]))
   out.bias.data = torch.tensor(np.asarray(init["output"]["bias"]))
   model = torch.nn.Sequential(*layers, out)
   opt = torch.optim.Adam(model.parameters(), lr=hp.lr)
@@ -432,8 +432,8 @@ def test_one_member_matches_pytorch_training(multilabel):
   # comparing the eval-mode outputs.
   for i, layer in enumerate(result.params["hidden"]):
     linear, bn = model[4 * i], model[4 * i + 1]
-    np.testing.assert_allclose(layer["kernel"],
-                               linear.weight.detach().numpy().T, atol=1e-5)
+    np.testing.assert_allclose(layer["weight"],
+                               linear.weight.detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(layer["scale"], bn.weight.detach().numpy(),
                                atol=1e-5)
     np.testing.assert_allclose(layer["offset"], bn.bias.detach().numpy(),
@@ -442,8 +442,8 @@ def test_one_member_matches_pytorch_training(multilabel):
                                bn.running_var.numpy(), rtol=1e-4)
     linear.bias.data = torch.tensor(np.asarray(layer["bias"]))
     bn.running_mean.data = torch.tensor(np.asarray(result.bn_state[i]["mean"]))
-  np.testing.assert_allclose(result.params["output"]["kernel"],
-                             out.weight.detach().numpy().T, atol=1e-5)
+  np.testing.assert_allclose(result.params["output"]["weight"],
+                             out.weight.detach().numpy(), atol=1e-5)
   np.testing.assert_allclose(result.params["output"]["bias"],
                              out.bias.detach().numpy(), atol=1e-5)
   model.eval()

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_FORMAT = 1
+_FORMAT = 2  # 2: Linear weights stored [out, in]
 
 
 @dataclasses.dataclass

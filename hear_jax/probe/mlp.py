@@ -13,9 +13,13 @@ rate may be traced per-member values.
   loss = head_loss(logits, y, multilabel=False)
   probs = head_probabilities(apply_mlp(params, bn, x)[0], multilabel=False)
 
-Params: {"hidden": ({"kernel" [in, H], "bias", "scale", "offset"}, ...),
-"output": {"kernel" [in, C], "bias"}}; BatchNorm state: ({"mean", "var"}, ...)
-with PyTorch's initial values (0 and 1).
+Params: {"hidden": ({"weight" [H, in], "bias", "scale", "offset"}, ...),
+"output": {"weight" [C, in], "bias"}}; BatchNorm state: ({"mean", "var"}, ...)
+with PyTorch's initial values (0 and 1). Weights are [out, in] as in
+torch.nn.Linear: then the first layer's gradient (x^T times the backward
+signal) comes out of XLA:CPU's matmul in the layout the weight and its Adam
+moments have; stored [in, out], every Adam update read it transposed, which
+cost a 4096-d head's 56-row batch half of its step.
 """
 
 from __future__ import annotations
@@ -80,12 +84,12 @@ def init_mlp(key: jax.Array, shape: MlpShape,
     gain = 1.0 if i == 0 else math.sqrt(2.0)
     std = gain * math.sqrt(2.0 / (fan_in + fan_out))
     flat = u[offsets[i]:offsets[i + 1]]
-    w = flat[:fan_in * fan_out].reshape(fan_in, fan_out)
-    kernel = jnp.where(xavier_normal,
+    w = flat[:fan_in * fan_out].reshape(fan_in, fan_out).T
+    weight = jnp.where(xavier_normal,
                        std * math.sqrt(2.0) * jax.scipy.special.erfinv(w),
                        math.sqrt(3.0) * std * w)
     bias = flat[fan_in * fan_out:] / math.sqrt(fan_in)
-    layers.append({"kernel": kernel, "bias": bias})
+    layers.append({"weight": weight, "bias": bias})
   hidden = tuple(
       {**layer, "scale": jnp.ones((shape.hidden_dim,), jnp.float32),
        "offset": jnp.zeros((shape.hidden_dim,), jnp.float32)}
@@ -186,7 +190,7 @@ def apply_mlp(params: Params, bn_state: BatchNormState, x: jax.Array, *,
   if train and key is None and hidden:
     raise ValueError("apply_mlp: train=True needs a dropout `key`")
   if train and hidden:
-    width = hidden[0]["kernel"].shape[1]
+    width = hidden[0]["weight"].shape[0]
     noise = dropout_noise(key, (len(hidden), x.shape[0], width))
   h = x
   new_state = []
@@ -197,17 +201,18 @@ def apply_mlp(params: Params, bn_state: BatchNormState, x: jax.Array, *,
       # and subtracted again (PyTorch), it gets rounding-noise gradients
       # that Adam scales up to a random walk, and eval-mode outputs then
       # depend on how a program happened to round (member count, devices).
-      h = h @ layer["kernel"]
+      h = h @ layer["weight"].T
       h, stats = batch_norm_train(h, layer, stats, mask,
                                   input_bias=layer["bias"])
       keep_prob = 1.0 - dropout
       h = jnp.where(noise[i] >= dropout_threshold(dropout), h / keep_prob,
                     0.0)
     else:
-      h = batch_norm_eval(h @ layer["kernel"] + layer["bias"], layer, stats)
+      h = batch_norm_eval(h @ layer["weight"].T + layer["bias"], layer,
+                          stats)
     h = jax.nn.relu(h)
     new_state.append(stats)
-  logits = h @ params["output"]["kernel"] + params["output"]["bias"]
+  logits = h @ params["output"]["weight"].T + params["output"]["bias"]
   return logits, tuple(new_state)
 
 
