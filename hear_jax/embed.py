@@ -36,13 +36,14 @@ import logging
 import os
 import zipfile
 import zlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 import soxr
 
 import hear_jax
+from hear_jax import aligned_rows
 from hear_jax.data.task import SplitAudio, TaskInfo
 from hear_jax.models.interface import EmbeddingModel
 
@@ -58,6 +59,19 @@ class SplitEmbeddings:
   file_index: np.ndarray | None = None  # int32 [frames]: row -> clip
   timestamps_ms: np.ndarray | None = None  # float64 [frames]
   audio_seconds: float = 0.0  # at the model's rate, for throughput reports
+
+
+def packed_splits(splits: Mapping[str, SplitEmbeddings]
+                  ) -> dict[str, SplitEmbeddings]:
+  """The splits with their rows moved into one aligned buffer, in order
+  (`aligned_rows.packed_rows`): a probe on one CPU device then uses the
+  embeddings where they are, without a second copy. The caller drops the
+  old splits, so the embeddings stay in memory once."""
+  if not splits:
+    return {}
+  views = aligned_rows.packed_rows([s.x for s in splits.values()])
+  return {name: dataclasses.replace(s, x=view)
+          for (name, s), view in zip(splits.items(), views)}
 
 
 def to_model_rate(pcm: np.ndarray, rate: int, model_rate: int) -> np.ndarray:

@@ -180,6 +180,8 @@ def embed_task(model: EmbeddingModel, model_spec: str, task: Task,
                                            batch_samples, stage))
     logging.info("%s / %s / %s: %d rows%s", model_spec, task.info.name, split,
                  len(splits[split].x), " (cached)" if cached else "")
+  # One buffer for every split, which a CPU probe uses as it is.
+  splits = embed.packed_splits(splits)
   return splits, "\n".join(fingerprints), time.perf_counter() - start
 
 

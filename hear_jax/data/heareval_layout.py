@@ -47,6 +47,7 @@ import numpy as np
 
 from hear_jax.data import hearpreprocess
 from hear_jax.data.task import TaskInfo
+from hear_jax import embed
 from hear_jax.embed import SplitEmbeddings
 
 # heareval's frame labels: an event covers [start, end + 0.0001) ms
@@ -108,8 +109,8 @@ def _read_memmap(task_dir: pathlib.Path, split: str) -> np.ndarray:
   if size != expected:
     raise ValueError(f"{path}: {size} bytes, but {dims_path.name} says"
                      f" [{rows}, {dim}] float32 = {expected} bytes")
-  x = np.array(np.memmap(path, dtype=np.float32, mode="r",
-                         shape=(rows, dim)))
+  # Read in place; `read_embeddings` copies every split into one buffer.
+  x = np.memmap(path, dtype=np.float32, mode="r", shape=(rows, dim))
   bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
   if len(bad):
     raise ValueError(f"{path}: {len(bad)} row(s) contain NaN or Inf (first:"
@@ -318,7 +319,7 @@ def read_embeddings(path: str | os.PathLike
     splits[split] = (_event_split(task_dir, split, info, x) if event else
                      _scene_split(task_dir, split, info, x,
                                   replayed and replayed[split]))
-  return info, splits
+  return info, embed.packed_splits(splits)
 
 
 def fingerprint(path: str | os.PathLike,

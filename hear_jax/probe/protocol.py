@@ -332,8 +332,10 @@ def _fit_heads(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
   of split i uses fold_in(fold_in(seed key, i), j).
   """
   multilabel, maximize = _multilabel(info), _maximize(info)
-  names = list(dict.fromkeys(
-      n for p in plans for n in (*p.train, p.valid, p.test)))
+  used = {n for p in plans for n in (*p.train, p.valid, p.test)}
+  # In the splits' own order: packed splits (`embed.packed_splits`) then
+  # reach a CPU device without a copy.
+  names = [n for n in splits if n in used]
   examples = {n: _examples(info, [splits[n]]) for n in names}
   x = trainer.stack_rows([examples[n].x for n in names])
   y = trainer.stack_rows([examples[n].y for n in names])

@@ -87,6 +87,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hear_jax import aligned_rows
 from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import mlp
 from hear_jax.probe.grid import HParams
@@ -225,6 +226,7 @@ def _to_device(a: np.ndarray, sharding) -> jax.Array:
 
 
 _STACK_CHUNK_BYTES = 32 << 20
+_EVAL_CHUNK_BYTES = 8 << 20
 
 
 @functools.partial(jax.jit, donate_argnums=0)
@@ -235,9 +237,12 @@ def _write_rows(out, part, start):
 def stack_rows(parts: Sequence[np.ndarray],
                devices: Sequence[jax.Device] | None = None) -> jax.Array:
   """`np.concatenate(parts)` as float32 on every device (`devices`, default
-  all), without a host copy of the whole: on one device the parts are
-  written one after the other into a donated buffer, so the extra memory is
-  the result plus the largest part."""
+  all), without a second host copy of the whole.
+
+  On one CPU device the device array is host memory: the parts' own buffer
+  when they are `aligned_rows.packed_rows` views in order (no copy at all), else a packed
+  copy. On another single device the parts are written one after the other
+  into a donated buffer, so the extra host memory is the largest slice."""
   parts = [np.asarray(p) for p in parts]
   shape = (sum(len(p) for p in parts),) + parts[0].shape[1:]
   place = placement(1, devices)
@@ -245,7 +250,13 @@ def stack_rows(parts: Sequence[np.ndarray],
     # Across devices (or processes) the array is made shard by shard.
     return _to_device(np.concatenate(parts).astype(np.float32),
                       place.replicated)
-  out = jnp.zeros(shape, jnp.float32, device=(devices or jax.devices())[0])
+  device = (devices or jax.devices())[0]
+  if device.platform == "cpu":
+    whole = aligned_rows.end_to_end(parts)
+    if whole is None:
+      whole = aligned_rows.end_to_end(aligned_rows.packed_rows(parts))
+    return jax.device_put(whole, device)
+  out = jnp.zeros(shape, jnp.float32, device=device)
   row_bytes = 4 * max(1, math.prod(shape[1:]))
   step = max(1, _STACK_CHUNK_BYTES // row_bytes)
   start = 0
@@ -434,6 +445,14 @@ def _train_chunk(state, members, active, x, y, rows, n_rows, first_epoch, *,
   return new_state, _constrain(epoch_losses, place and place.replicated)
 
 
+def _eval_chunk_rows(batch_size: int, in_dim: int, hidden_units: int) -> int:
+  # Each chunk gathers its rows of x and holds every member's activations;
+  # on wide embeddings a full eval batch of them costs more memory than the
+  # heads do.
+  row_bytes = 4 * (in_dim + hidden_units)
+  return max(256, min(batch_size, _EVAL_CHUNK_BYTES // row_bytes))
+
+
 @functools.partial(jax.jit, static_argnames=(
     "multilabel", "chunk", "with_logits", "place"))
 def _evaluate_members(params, bn_state, x, y, rows, n_rows, *, multilabel,
@@ -521,7 +540,9 @@ def _compact_size(n_running: int, n_members: int) -> int:
 
 @jax.jit
 def _all_finite(x):
-  return jnp.all(jnp.isfinite(x))
+  # 0 * x is 0 for finite x and NaN for NaN or inf; summed, it fuses into one
+  # pass, where all(isfinite(x)) materialised a boolean copy of x.
+  return jnp.isfinite(jnp.sum(x * 0.0))
 
 
 @jax.jit
@@ -817,13 +838,17 @@ class _GroupFit:
     probs, _, loss = _evaluate_members(
         self.state.params, self.state.bn_state, self.x, self.y,
         valid_rows, n_valid, multilabel=self.multilabel,
-        chunk=self.eval_batch_size, place=place)
+        chunk=self._eval_rows(len(self.slots)), place=place)
     for a in (epoch_losses, loss) + ((probs,) if not self.monitor_loss
                                      else ()):
       a.copy_to_host_async()
     snapshot = (self.state.params, self.state.bn_state)
     return (check, snapshot, epoch_losses, probs, loss, self.state,
             self.slots)
+
+  def _eval_rows(self, n_members: int) -> int:
+    return _eval_chunk_rows(self.eval_batch_size, self.shape.in_dim,
+                            n_members * self.shape.hidden_dim)
 
   def _full_state(self, state, slots: np.ndarray):
     """A train state in the initial layout (every member at its index; a
@@ -1031,7 +1056,9 @@ def predict_split(result: FitResult, x, y=None, *, rows=None,
       jax.tree.map(expand, result.params),
       jax.tree.map(expand, result.bn_state),
       x, y, rows.astype(np.int32), None, multilabel=result.multilabel,
-      chunk=batch_size, with_logits=True)
+      chunk=_eval_chunk_rows(batch_size, x.shape[1], sum(
+          layer["weight"].shape[0] for layer in result.params["hidden"])),
+      with_logits=True)
   return SplitPredictions(np.asarray(probs[0]), np.asarray(logits[0]),
                           None if y is None else float(loss[0]))
 
