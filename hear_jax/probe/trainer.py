@@ -240,9 +240,10 @@ def stack_rows(parts: Sequence[np.ndarray],
   all), without a second host copy of the whole.
 
   On one CPU device the device array is host memory: the parts' own buffer
-  when they are `aligned_rows.packed_rows` views in order (no copy at all), else a packed
-  copy. On another single device the parts are written one after the other
-  into a donated buffer, so the extra host memory is the largest slice."""
+  when they are `aligned_rows.packed_rows` views in order (no copy at all),
+  else a packed copy. On another single device the parts are written one
+  after the other into a donated buffer, so the extra host memory is the
+  largest slice."""
   parts = [np.asarray(p) for p in parts]
   shape = (sum(len(p) for p in parts),) + parts[0].shape[1:]
   place = placement(1, devices)
@@ -644,7 +645,8 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
       validation loss) must be the same kind for every member.
     shuffle_train: reshuffle each member's training rows every epoch.
     stop_on_non_finite: Lightning's check_finite (see module docstring).
-    eval_batch_size: rows per chunk of the eval-mode forward pass.
+    eval_batch_size: rows per chunk of the eval-mode forward pass (fewer
+      when a chunk's gathered rows and activations would pass 8 MB).
     on_check: progress callback, called after every validation check with
       the member-epochs it completed; a member that stops counts its
       remaining epochs as done, so the calls add up to
@@ -1056,8 +1058,9 @@ def predict_split(result: FitResult, x, y=None, *, rows=None,
       jax.tree.map(expand, result.params),
       jax.tree.map(expand, result.bn_state),
       x, y, rows.astype(np.int32), None, multilabel=result.multilabel,
-      chunk=_eval_chunk_rows(batch_size, x.shape[1], sum(
-          layer["weight"].shape[0] for layer in result.params["hidden"])),
+      chunk=_eval_chunk_rows(batch_size, x.shape[1], max(
+          (layer["weight"].shape[0] for layer in result.params["hidden"]),
+          default=0)),
       with_logits=True)
   return SplitPredictions(np.asarray(probs[0]), np.asarray(logits[0]),
                           None if y is None else float(loss[0]))
