@@ -71,3 +71,14 @@ def test_leaderboard_csv_columns_and_empty_std(tmp_path):
   assert table[2][4] == "0.020000"
   assert "0.1000 ± 0.0200" in md
   assert (tmp_path / "leaderboard.md").read_text() == md
+
+
+def test_markdown_explains_a_nan_score():
+  rows = [leaderboard.LeaderboardRow("naive", "events",
+                                     "event_onset_200ms_fms", math.nan, None),
+          leaderboard.LeaderboardRow("melstats", "events",
+                                     "event_onset_200ms_fms", 0.46, None)]
+  text = leaderboard.to_markdown(rows)
+  assert "| naive | events | event_onset_200ms_fms | nan |" in text
+  assert leaderboard.NAN_NOTE in text
+  assert leaderboard.NAN_NOTE not in leaderboard.to_markdown(rows[1:])

@@ -53,6 +53,13 @@ def to_csv(rows: Sequence[LeaderboardRow]) -> str:
   return out.getvalue()
 
 
+# Under the table when a score is NaN, so that it does not read as a crash.
+NAN_NOTE = ("nan: the metric is undefined on the test predictions (an event"
+            " F-measure when the head predicted no event: precision is 0/0)."
+            " As in hear-eval-kit, a fit whose validation score is NaN stops"
+            " at that check.")
+
+
 def to_markdown(rows: Sequence[LeaderboardRow]) -> str:
   lines = ["| model | task | metric | score |", "|---|---|---|---|"]
   for r in rows:
@@ -62,6 +69,8 @@ def to_markdown(rows: Sequence[LeaderboardRow]) -> str:
     elif r.score_std is not None and not math.isnan(r.score_std):
       score += f" ± {r.score_std:.4f}"
     lines.append(f"| {r.model} | {r.task} | {r.metric} | {score} |")
+  if any(math.isnan(r.score) for r in rows):
+    lines.append(f"\n{NAN_NOTE}")
   return "\n".join(lines) + "\n"
 
 
