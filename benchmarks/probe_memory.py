@@ -48,9 +48,6 @@ def _repeated(splits, k: int):
   import numpy as np  # pylint: disable=g-import-not-at-top
   out = {}
   for name, s in splits.items():
-    if k == 1:
-      out[name] = s
-      continue
     n_clips = len(s.ids)
     copies = {
         "ids": tuple(f"{i}#{c}" for c in range(k) for i in s.ids),
@@ -74,7 +71,8 @@ def _child(args: argparse.Namespace) -> None:
   jax.devices()
   base = pvh._proc_status_kb("VmRSS")  # pylint: disable=protected-access
   info, splits = heareval_layout.read_embeddings(args.task_dir)
-  splits = embed.packed_splits(_repeated(splits, args.scale))
+  if args.scale > 1:  # read_embeddings packed the scale-1 splits already
+    splits = embed.packed_splits(_repeated(splits, args.scale))
   loaded = pvh._proc_status_kb("VmRSS")  # pylint: disable=protected-access
   reset = pvh._reset_peak()  # pylint: disable=protected-access
   config = default_config()

@@ -45,9 +45,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from hear_jax import embed
 from hear_jax.data import hearpreprocess
 from hear_jax.data.task import TaskInfo
-from hear_jax import embed
 from hear_jax.embed import SplitEmbeddings
 
 # heareval's frame labels: an event covers [start, end + 0.0001) ms
