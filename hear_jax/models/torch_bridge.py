@@ -120,19 +120,49 @@ def load_hear_model(
     if not isinstance(value, int) or isinstance(value, bool):
       raise ValueError(f"{where}: model.{field} must be an int, got {value!r}")
     sizes[field] = value
+  return wrap_module(
+      model, name=f"hear:{module_name}",
+      get_timestamp_embeddings=module.get_timestamp_embeddings,
+      get_scene_embeddings=module.get_scene_embeddings,
+      batch_samples=batch_samples, device=device, **sizes)
+
+
+def wrap_module(
+    model: Any, *, name: str, sample_rate: int,
+    scene_embedding_size: int, timestamp_embedding_size: int,
+    get_timestamp_embeddings: Callable, get_scene_embeddings: Callable,
+    batch_samples: int = HEAR_BATCH_SAMPLES, device: str | None = None,
+) -> interface.EmbeddingModel:
+  """A torch module and two HEAR-API functions, `fn(audio, model)`, as an
+  `EmbeddingModel` (`params` is `model`; not jittable). `model` is whatever
+  the functions take as their second argument, usually the module.
+
+  The one path by which torch runs behind the interface: `load_hear_model`
+  (HEAR module files) and `from_code.from_torch` (modules in memory) both
+  end here. A module is moved to `device` (default "cuda" when available,
+  else "cpu"), as hear-eval-kit's runner does, and its train/eval mode is
+  left as it is (the runner does not call eval() either).
+  """
+  import torch
+  if not (isinstance(batch_samples, int) and batch_samples >= 1):
+    raise ValueError(f"{name}: batch_samples must be an int >= 1, got "
+                     f"{batch_samples!r}")
   device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-  model.to(device)  # As the runner; it does not call eval() either.
+  if isinstance(model, torch.nn.Module):
+    model.to(device)
   call = functools.partial(_call_in_batches, batch_samples=batch_samples,
                            device=device)
   return interface.EmbeddingModel(
-      name=f"hear:{module_name}",
+      name=name,
+      sample_rate=sample_rate,
+      scene_embedding_size=scene_embedding_size,
+      timestamp_embedding_size=timestamp_embedding_size,
       params=model,
       timestamp_embeddings=functools.partial(
-          timestamp_embeddings, fn=module.get_timestamp_embeddings, call=call),
+          timestamp_embeddings, fn=get_timestamp_embeddings, call=call),
       scene_embeddings=functools.partial(
-          scene_embeddings, fn=module.get_scene_embeddings, call=call),
+          scene_embeddings, fn=get_scene_embeddings, call=call),
       jittable=False,
-      **sizes,
   )
 
 
