@@ -95,8 +95,7 @@ def main() -> None:
       jax_model = crepe.create("full")
     elif name == "naive":
       torch_model = load_model("hear:hearbaseline.naive")
-      jax_model = naive.create(
-          projection=torch_model.params.projection.detach().numpy())
+      jax_model = naive.create()  # hearbaseline.naive's own matrix
     else:
       raise ValueError(f"--models: unknown model {name!r}; use crepe and/or naive")
     audio = test_audio(args.clips, args.seconds, jax_model.sample_rate)

@@ -84,11 +84,11 @@ def test_bad_specs_raise_one_clear_value_error(spec, message):
 
 @pytest.mark.parametrize("sample_rate, n_fft, n_mels, fmax", [
     (44100, 4096, 256, None), (16000, 512, 64, None), (22050, 1024, 80, 8000.0)])
-def test_mel_filterbank_matches_librosa(sample_rate, n_fft, n_mels, fmax):
+def test_mel_filterbank_is_librosas_bit_for_bit(sample_rate, n_fft, n_mels, fmax):
   ours = spectral.mel_filterbank(sample_rate, n_fft, n_mels, fmax=fmax)
   theirs = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmax=fmax)
   assert ours.dtype == np.float32 and ours.shape == theirs.shape
-  np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6 * theirs.max())
+  np.testing.assert_array_equal(ours, theirs)  # bit for bit
 
 
 def test_hann_window_is_periodic():
@@ -157,17 +157,35 @@ def test_naive_scene_is_mean_of_250ms_frames(naive_model):
   assert np.abs(np.asarray(scene) - want).max() <= 1e-4 * np.abs(want).max()
 
 
-def test_naive_projection_is_uniform_and_seeded():
+# sha256 of hearbaseline.naive's projection (float32, C order): torch's
+# `manual_seed(0); torch.rand(256, 4096) / 16`, taken from torch 2.13 and
+# checked against torch again in tests/test_naive_hearbaseline.py.
+HEARBASELINE_NAIVE_PROJECTION_SHA256 = (
+    "20e99150139e1b13ca16625824f227953bdc706454697f43dbf861acd49690ac")
+
+
+def test_naive_projection_is_hearbaselines_matrix_without_torch():
+  import hashlib  # pylint: disable=g-import-not-at-top
   projection = np.asarray(naive.create().params["projection"])
   assert projection.shape == (256, 4096) and projection.dtype == np.float32
+  assert hashlib.sha256(np.ascontiguousarray(projection).tobytes()).hexdigest() == (
+      HEARBASELINE_NAIVE_PROJECTION_SHA256)
+  # A few values as torch prints them (float.hex: exact).
+  assert [float(projection[i, j]).hex() for i, j in ((0, 0), (0, 1), (255, 4095), (128, 2048))] == [
+      "0x1.fc2ab00000000p-6", "0x1.89545e0000000p-5", "0x1.265f300000000p-8",
+      "0x1.28daa20000000p-5"]
+  # torch.rand's float32: 24 random bits, so every entry * 2**28 is an integer.
+  scaled = projection.astype(np.float64) * 2.0**28
+  np.testing.assert_array_equal(scaled, np.floor(scaled))
   assert projection.min() >= 0.0 and projection.max() < 1.0 / 16.0
-  assert abs(projection.mean() - 1.0 / 32.0) < 1e-4  # torch.rand(...) / sqrt(256)
   np.testing.assert_array_equal(projection, naive.create(seed=0).params["projection"])
   assert not np.array_equal(projection, naive.create(seed=1).params["projection"])
   injected = np.full((256, 4096), 0.5, np.float32)
   np.testing.assert_array_equal(naive.create(projection=injected).params["projection"], injected)
   with pytest.raises(ValueError, match="projection must have shape"):
     naive.create(projection=np.zeros((4096, 256)))
+  with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
+    naive.create(seed=-1)
 
 
 # --- melstats ---------------------------------------------------------------

@@ -1,17 +1,18 @@
 """HEAR 2021's naive baseline: log-mel spectrum times a fixed random matrix.
 
-A faithful port of `hearbaseline.naive` (2021.1.1): 44.1 kHz audio, centred
+`hearbaseline.naive` (2021.1.1), number for number: 44.1 kHz audio, centred
 4096-sample frames (periodic Hann), |rFFT|^2, librosa's default 256-band mel
-filterbank, `log(mel + 1e-4)`, then a projection by a fixed (256, 4096) matrix
-drawn uniform in [0, 1/16) -- `torch.rand(256, 4096) / sqrt(256)`'s
-distribution. Timestamp embeddings every 50 ms (frame centres at `k * 50` ms,
-from 0); the scene embedding is the mean of frames taken every 250 ms, as
-hearbaseline does. Both are 4096-d.
+filterbank (its exact float32 weights), `log(mel + 1e-4)`, then a projection
+by hearbaseline's own (256, 4096) matrix: `torch.rand(256, 4096) / 16` right
+after `torch.manual_seed(0)`, reproduced without torch
+(`hear_jax.models.torch_rand`). Timestamp embeddings every 50 ms (frame
+centres at `k * 50` ms, from 0); the scene embedding is the mean of frames
+taken every 250 ms, as hearbaseline does. Both are 4096-d, and equal
+hearbaseline's up to float32 rounding (tests/test_models.py: <= 1e-5 of the
+largest value on real clips).
 
-The matrix comes from a JAX PRNG key (`seed`), so it is not torch's matrix;
-pass `projection=` to reproduce hearbaseline's numbers exactly.
-
-  model = create()                       # or load_model("naive(seed=1)")
+  model = create()                       # hearbaseline.naive's matrix
+  model = load_model("naive(seed=1)")    # torch.manual_seed(1)'s matrix
   emb, t_ms = jax.jit(model.timestamp_embeddings)(model.params, audio)
   scene = jax.jit(model.scene_embeddings)(model.params, audio)  # [B, 4096]
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from hear_jax.models import interface
 from hear_jax.models import spectral
+from hear_jax.models import torch_rand
 
 SAMPLE_RATE = 44100
 N_FFT = 4096
@@ -49,16 +51,20 @@ def create(
   """Builds the naive baseline.
 
   Args:
-    seed: seed of the JAX PRNG key that draws the projection matrix.
-    projection: an explicit float (256, 4096) matrix to use instead (e.g.
-      hearbaseline's own `model.projection`, for parity checks).
+    seed: the `torch.manual_seed` before hearbaseline's `torch.rand`; 0 (its
+      `RandomProjectionMelEmbedding.seed`) is hearbaseline.naive itself.
+    projection: an explicit float (256, 4096) matrix to use instead (e.g. the
+      `projection` of a hearbaseline.naive checkpoint).
     timestamp_hop_ms: hop of timestamp embeddings (hearbaseline: 50).
     scene_hop_ms: hop of the frames averaged into the scene embedding (250).
   """
   if projection is None:
-    key = jax.random.key(seed)
-    projection = jax.random.uniform(key, (N_MELS, EMBEDDING_SIZE), jnp.float32)
-    projection = projection / np.sqrt(N_MELS).astype(np.float32)
+    if not (isinstance(seed, int) and 0 <= seed < 2**32):
+      raise ValueError(f"naive.create: seed must be an integer in [0, 2**32),"
+                       f" got {seed!r}")
+    # hearbaseline divides by math.sqrt(n_mels) = 16.0: exact in float32.
+    projection = (torch_rand.torch_rand(seed, (N_MELS, EMBEDDING_SIZE))
+                  / np.float32(np.sqrt(N_MELS)))
   else:
     projection = np.asarray(projection, dtype=np.float32)
     if projection.shape != (N_MELS, EMBEDDING_SIZE):

@@ -14,7 +14,8 @@ past the padded end, timestamps are `k * hop` ms.
   mel = power @ mel_filterbank(44100, 4096, 256).T       # librosa's default
 
 The mel filterbank reproduces `librosa.filters.mel` defaults (Slaney mel
-scale, `norm="slaney"` area normalisation) without depending on librosa.
+scale, `norm="slaney"` area normalisation) bit for bit, without depending on
+librosa.
 """
 
 from __future__ import annotations
@@ -72,9 +73,10 @@ def mel_filterbank(
   lower, centre, upper = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
   rising = (bin_hz[None, :] - lower) / (centre - lower)
   falling = (upper - bin_hz[None, :]) / (upper - centre)
-  weights = np.maximum(0.0, np.minimum(rising, falling))
-  weights *= 2.0 / (upper - lower)
-  return weights.astype(np.float32)
+  # librosa rounds the triangles to float32 before scaling them (its weights
+  # array is float32), then rounds again: doing the same gives its exact bits.
+  weights = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+  return (weights * (2.0 / (upper - lower))).astype(np.float32)
 
 
 def hann_window(size: int) -> np.ndarray:
