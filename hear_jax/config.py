@@ -67,15 +67,18 @@ def default_config() -> ml_collections.ConfigDict:
   # Linear layer, softmax/sigmoid, at four Adam learning rates, trained,
   # early-stopped and selected on validation like HEAR's heads; the
   # max_epochs/patience/check_val_every_n_epoch overrides apply, grid and
-  # grid_points do not) or "knn" (cosine k-NN on L2-normalised
+  # grid_points do not), "knn" (cosine k-NN on L2-normalised
   # embeddings, k in (1, 5, 10, 20, 50) chosen on validation; event tasks
-  # vote per frame). Non-HEAR kinds are not HEAR's protocol: compare them
-  # with each other, not with published HEAR scores.
+  # vote per frame) or "ridge" (closed-form ridge regression on
+  # standardised embeddings and +-1 targets, alpha chosen per split on its
+  # validation fold from a log-spaced grid; event tasks per frame).
+  # Non-HEAR kinds are not HEAR's protocol: compare them with each other,
+  # not with published HEAR scores.
   config.probe.kind = "hear"
   # Runs of the whole protocol with different PRNG keys (derived from
   # config.seed and the seed number; seed 0 is the one-seed run); > 1 reports
-  # the seed mean, std and 95% Student-t interval. kNN has no randomness:
-  # it needs 1.
+  # the seed mean, std and 95% Student-t interval. kNN and ridge have no
+  # randomness: they need 1.
   config.probe.seeds = 1
   # HEAR's grids: "default" (16 points, 8 used), "fast", "faster".
   config.probe.grid = "default"
@@ -168,10 +171,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.probe.seeds < 1:
     raise ValueError(f"config.probe.seeds: must be >= 1, got"
                      f" {config.probe.seeds}")
-  if config.probe.kind == "knn" and config.probe.seeds > 1:
-    raise ValueError(f"config.probe.seeds: kind 'knn' is deterministic, so"
-                     f" {config.probe.seeds} seeds would repeat one result;"
-                     " use seeds=1")
+  if config.probe.kind in grid.CLOSED_FORM_KINDS and config.probe.seeds > 1:
+    raise ValueError(f"config.probe.seeds: kind {config.probe.kind!r} is"
+                     f" deterministic, so {config.probe.seeds} seeds would"
+                     " repeat one result; use seeds=1")
 
 
 def _check_fields(config: ml_collections.ConfigDict,

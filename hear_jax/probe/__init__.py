@@ -16,17 +16,20 @@ Modules: `grid` (hyperparameter grids: HEAR's, and `linear_grid` for the
 linear probe), `mlp` (the head as pure functions), `trainer` (vmapped,
 jitted fitting with early stopping), `events` (frame labels and frame ->
 event post-processing), `knn` (the k-nearest-neighbour probe: chunked cosine
-search, k chosen on validation), `protocol` (HEAR's train/valid/test and
-k-fold protocol for one task, dispatching on `config.probe.kind` and
-repeating over `config.probe.seeds`).
+search, k chosen on validation), `ridge` (the closed-form ridge probe: one
+eigendecomposition per split, alpha chosen on validation), `protocol`
+(HEAR's train/valid/test and k-fold protocol for one task, dispatching on
+`config.probe.kind` and repeating over `config.probe.seeds`).
 
 Beyond HEAR (opt-in, `config.probe.kind`): "linear" trains
 `linear_grid()`'s points with `fit_probes`; "knn" uses
 `knn.fit_knn` / `knn.predict_split` in place of `fit_probes` /
-`predict_split`:
+`predict_split`, and "ridge" `ridge.fit_ridge` / `ridge.predict_split`:
 
   fits = probe.fit_knn(train_x, train_y, valid_x, valid_y,
                        multilabel=False, score_fn=top1, maximize=True)
+  fits = probe.fit_ridge(train_x, train_y, valid_x, valid_y,
+                         multilabel=False, score_fn=top1, maximize=True)
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from hear_jax.probe.events import (
     select_postprocessing,
 )
 from hear_jax.probe.grid import (
+    CLOSED_FORM_KINDS,
     PROBE_KINDS,
     HParams,
     hear_grid,
@@ -54,6 +58,11 @@ from hear_jax.probe.knn import (
     fit_knn,
     nearest_neighbours,
 )
+from hear_jax.probe.ridge import (
+    RidgeFit,
+    RidgeParams,
+    fit_ridge,
+)
 from hear_jax.probe.trainer import (
     FitResult,
     SplitPredictions,
@@ -65,9 +74,10 @@ from hear_jax.probe.trainer import (
 )
 
 __all__ = [
-    "DEFAULT_POSTPROCESSING_GRID", "FitResult", "HParams", "KnnFit",
-    "KnnParams", "PROBE_KINDS", "PostprocessingChoice", "SplitPredictions",
-    "ValidationCheck", "event_score_fn", "fit_knn", "fit_probes",
+    "CLOSED_FORM_KINDS", "DEFAULT_POSTPROCESSING_GRID", "FitResult",
+    "HParams", "KnnFit", "KnnParams", "PROBE_KINDS", "PostprocessingChoice",
+    "RidgeFit", "RidgeParams", "SplitPredictions", "ValidationCheck",
+    "event_score_fn", "fit_knn", "fit_probes", "fit_ridge",
     "frame_targets", "frames_to_events", "hear_grid", "linear_grid",
     "member_keys", "nearest_neighbours", "parameter_grid",
     "postprocessing_grid", "predict", "predict_split", "select_postprocessing",

@@ -184,8 +184,11 @@ def _with_overrides(grid: Mapping[str, Sequence[Any]],
 
 
 # What config.probe.kind may name: HEAR's MLP grid (the default), the
-# linear probe (`linear_grid`) and the k-NN probe (`hear_jax.probe.knn`).
-PROBE_KINDS = ("hear", "linear", "knn")
+# linear probe (`linear_grid`), the k-NN probe (`hear_jax.probe.knn`) and
+# the closed-form ridge probe (`hear_jax.probe.ridge`).
+PROBE_KINDS = ("hear", "linear", "knn", "ridge")
+# The kinds fitted without training (no grid of heads, no randomness).
+CLOSED_FORM_KINDS = ("knn", "ridge")
 
 # The linear probe's learning rates (config.probe.kind = "linear"), largest
 # first: the range starts above HEAR's largest (3.2e-3) because a single

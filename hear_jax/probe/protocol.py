@@ -22,11 +22,15 @@ validation check kept with the checkpoint.
 Beyond HEAR, opt-in through `probe_config` (HEAR's protocol is the default):
 
 - `kind`: "hear" (HEAR's MLP grid), "linear" (`grid.linear_grid`: a single
-  Linear layer at four learning rates, trained and selected the same way)
-  or "knn" (`knn.fit_knn`: cosine k-NN on L2-normalised embeddings, k
+  Linear layer at four learning rates, trained and selected the same way),
+  "knn" (`knn.fit_knn`: cosine k-NN on L2-normalised embeddings, k
   chosen on split 0's validation fold like a grid point, event tasks voting
-  per frame). Non-HEAR documents add "probe_kind" (and, for kNN,
-  "knn_validation_scores": [[k, split 0 validation score], ...]).
+  per frame) or "ridge" (`ridge.fit_ridge`: closed-form ridge regression,
+  alpha chosen on each split's own validation fold, since trying an alpha
+  costs a matmul; event tasks per frame). Non-HEAR documents add
+  "probe_kind" (for kNN "knn_validation_scores": [[k, split 0 validation
+  score], ...]; for ridge "ridge_validation_scores": [[alpha, split 0
+  validation score], ...] and "ridge_alphas": {test split: chosen alpha}).
 - `seeds`: the whole protocol runs once per seed (seed 0 with `key` itself,
   so seeds=1 is exactly HEAR's run; seed s > 0 with `seed_key(key, s)`),
   every seed's heads as members of the same programs;
@@ -53,6 +57,7 @@ from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import events
 from hear_jax.probe import grid
 from hear_jax.probe import knn
+from hear_jax.probe import ridge
 from hear_jax.probe import trainer
 from hear_jax.report import results
 
@@ -208,11 +213,11 @@ class TaskOutcome:
   """What the protocol produced besides the HEAR document, for reports.
 
   `grid`: every grid point's fit on split 0, in grid order (`selected` is
-  the index of the chosen one); empty for kNN, whose k values are not grid
-  points the reports can draw. `fits`: per test split, the fitted head (or
-  `knn.KnnFit`) that was tested. `predicted_events` / `reference_events`:
-  per test split, the event task's `{clip: [{"label", "start", "end"}]}`
-  (ms); empty otherwise.
+  the index of the chosen one); empty for kNN and ridge, whose k or alpha
+  values are not grid points the reports can draw. `fits`: per test split,
+  the fitted head (or `knn.KnnFit`, `ridge.RidgeFit`) that was tested.
+  `predicted_events` / `reference_events`: per test split, the event task's
+  `{clip: [{"label", "start", "end"}]}` (ms); empty otherwise.
   """
 
   doc: dict[str, Any]
@@ -220,7 +225,7 @@ class TaskOutcome:
   selected: int
   monitor: str  # the validation monitor: the primary metric or "valid_loss"
   maximize: bool
-  fits: dict[str, trainer.FitResult | knn.KnnFit]
+  fits: dict[str, trainer.FitResult | knn.KnnFit | ridge.RidgeFit]
   predicted_events: dict[str, dict[str, list[dict[str, Any]]]]
   reference_events: dict[str, dict[str, list[dict[str, Any]]]]
 
@@ -230,8 +235,8 @@ def planned_member_epochs(info: TaskInfo,
   """The probe's work in member-epochs, for progress: every grid point on
   split 0, then one point on each other split (counted at the grid's
   largest max_epochs; `run_task` reports the difference once it knows),
-  once per seed. kNN trains nothing: 0."""
-  if probe_kind(probe_config) == "knn":
+  once per seed. kNN and ridge train nothing: 0."""
+  if probe_kind(probe_config) in grid.CLOSED_FORM_KINDS:
     return 0
   points = task_grid(info, probe_config)
   return probe_config.get("seeds", 1) * (
@@ -267,7 +272,7 @@ def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
     raise ValueError(f"config.probe.seeds: must be >= 1, got {seeds}")
   keys = [seed_key(key, seed) for seed in range(seeds)]
   trained = [None] * seeds
-  if kind != "knn":
+  if kind not in grid.CLOSED_FORM_KINDS:
     # Every seed's heads are members of the same programs.
     trained = _fit_heads(
         info, splits, data_splits(info), task_grid(info, probe_config),
@@ -389,11 +394,15 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
                   kind: str, *, embedding_path: str,
                   trained: _TrainedHeads | None) -> TaskOutcome:
   """One seed's run of the protocol with the probe `kind`: its `trained`
-  heads (`_fit_heads`) or, for kNN, fitted here, scored on the test splits."""
+  heads (`_fit_heads`) or, for kNN and ridge, fitted here, scored on the
+  test splits."""
   multilabel, maximize = _multilabel(info), _maximize(info)
   use_scoring = _monitors_score(info)
-  points = (list(knn.DEFAULT_KS) if kind == "knn"
-            else task_grid(info, probe_config))
+  points = {"knn": list(knn.DEFAULT_KS),
+            "ridge": list(ridge.DEFAULT_ALPHAS_PER_ROW)}.get(kind)
+  if points is None:
+    points = task_grid(info, probe_config)
+  ridge_alphas = {}
   per_split, selected, postprocessing = {}, None, []
   grid_fits, selected_index, fits_by_split = (), 0, {}
   predicted, reference = {}, {}
@@ -404,12 +413,16 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
       train = _examples(info, [splits[s] for s in plan.train])
       valid = _examples(info, [splits[plan.valid]])
       test = _examples(info, [splits[plan.test]])
-      fits = knn.fit_knn(train.x, train.y, valid.x, valid.y,
-                         points if selected is None else [selected.k],
-                         multilabel=multilabel,
-                         score_fn=(_score_fn(info, valid) if use_scoring
-                                   else None),
-                         maximize=maximize)
+      score_fn = _score_fn(info, valid) if use_scoring else None
+      if kind == "knn":
+        fits = knn.fit_knn(train.x, train.y, valid.x, valid.y,
+                           points if selected is None else [selected.k],
+                           multilabel=multilabel, score_fn=score_fn,
+                           maximize=maximize)
+      else:  # ridge: every split chooses its own alpha
+        fits = ridge.fit_ridge(train.x, train.y, valid.x, valid.y, points,
+                               multilabel=multilabel, score_fn=score_fn,
+                               maximize=maximize)
     else:
       test, fits = trained.examples[plan.test], trained.fits[i]
     order = _ranked(fits, maximize)
@@ -417,19 +430,25 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
     if selected is None:
       selected = best.hparams
       grid_fits, selected_index = tuple(fits), order[0]
-      if kind == "knn":
+      if kind in grid.CLOSED_FORM_KINDS:
         # As grid.json: a NaN score (stored as the worst) is null.
-        knn_scores = [[f.hparams.k, f.best_score if math.isfinite(
-            f.best_score) else None] for f in fits]
+        validation_scores = [
+            [f.hparams.k if kind == "knn" else f.hparams.alpha,
+             f.best_score if math.isfinite(f.best_score) else None]
+            for f in fits]
         grid_fits, selected_index = (), 0
     fits_by_split[plan.test] = best
+    if kind == "ridge":
+      ridge_alphas[plan.test] = best.hparams.alpha
     # Loss-monitored event tasks (MAESTRO) have a single combination and
     # never choose one at validation.
     chosen = best.best_extra or (events.postprocessing_grid(info.metadata)[0]
                                  if info.embedding_type == "event" else None)
     if not postprocessing and chosen:
       postprocessing = sorted(chosen.items())
-    if trained is None:
+    if kind == "ridge":
+      prediction = ridge.predict_split(best, test.x, test.y)
+    elif kind == "knn":
       prediction = knn.predict_split(best, test.x, test.y)
     else:
       prediction = trainer.predict_split(best, trained.x, trained.y,
@@ -452,8 +471,10 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
       embedding_path=embedding_path)
   if kind != "hear":
     doc["probe_kind"] = kind
-  if kind == "knn":
-    doc["knn_validation_scores"] = knn_scores
+  if kind in grid.CLOSED_FORM_KINDS:
+    doc[f"{kind}_validation_scores"] = validation_scores
+  if kind == "ridge":
+    doc["ridge_alphas"] = ridge_alphas
   return TaskOutcome(
       doc=doc, grid=grid_fits, selected=selected_index,
       monitor=info.primary_metric if use_scoring else "valid_loss",
