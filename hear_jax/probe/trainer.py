@@ -216,7 +216,12 @@ def _constrain(tree, sharding):
 
 
 def _to_device(a: np.ndarray, sharding) -> jax.Array:
-  """A host array, whole on every device of `sharding` (or the default)."""
+  """A host array, whole on every device of `sharding` (or the default).
+
+  Every host input of a program on a mesh goes through here: one left on
+  the host gets a layout XLA picks, which jit reads back against the mesh
+  of the program's first input, and that mesh may not express it (e.g. 4
+  tiles on a mesh whose one axis has 8 devices)."""
   if sharding is None:
     return jax.device_put(a)
   # Built shard by shard so it also works when the mesh spans processes
@@ -508,24 +513,26 @@ def _select(mask, new, old):
   return jax.tree.map(pick, new, old)
 
 
-@functools.partial(jax.jit, static_argnames=("sharding",))
 def _take(tree, positions, *, sharding=None):
-  """Members `positions` of a member-stacked pytree (a new layout)."""
-  return _constrain(jax.tree.map(lambda a: a[positions], tree), sharding)
+  """Members `positions` of a member-stacked pytree (a new layout), laid
+  out by `sharding`."""
+  source = jax.tree.leaves(tree)[0].sharding
+  if isinstance(source, jax.sharding.NamedSharding):
+    # A host input would get a layout XLA picks, read back against the
+    # tree's mesh; placed whole on that mesh it needs none.
+    positions = jax.device_put(np.asarray(positions, np.int32),
+                               source.update(spec=jax.sharding.PartitionSpec()))
+  return _take_into(sharding)(tree, positions)
 
 
-@jax.jit
-def _select_slots(mask, new, old, slots):
-  """`old` (all members) with member slots[j] replaced by new[j] where
-  mask[j]; a slot of -1 (padding) writes nothing."""
-  n = jax.tree.leaves(old)[0].shape[0]
-  index = jnp.where(slots >= 0, slots, n)  # out of bounds: dropped
-
-  def pick(a, b):
-    m = mask.reshape(mask.shape + (1,) * (a.ndim - 1))
-    current = b[jnp.minimum(index, n - 1)]
-    return b.at[index].set(jnp.where(m, a, current), mode="drop")
-  return jax.tree.map(pick, new, old)
+@functools.cache
+def _take_into(sharding):
+  # The output's layout is given as out_shardings, not constrained inside:
+  # a layout of another member count lives on another mesh, and jit reads
+  # an inferred output sharding back against its first input's mesh, which
+  # cannot express it (e.g. 2 members split in 2 on a 4 x 1 mesh).
+  return jax.jit(lambda tree, positions: jax.tree.map(
+      lambda a: a[positions], tree), out_shardings=sharding)
 
 
 # A group moves its running members into a smaller program (one compile per
@@ -724,11 +731,11 @@ def _rows_on_device(rows: Sequence[np.ndarray], place):
   replicated = place and place.replicated
   if all(len(r) == len(rows[0]) and np.array_equal(r, rows[0])
          for r in rows):
-    return _to_device(rows[0], replicated), counts
+    return _to_device(rows[0], replicated), _to_device(counts, replicated)
   padded = np.zeros((len(rows), counts.max()), np.int32)
   for i, r in enumerate(rows):
     padded[i, :len(r)] = r
-  return _to_device(padded, replicated), counts
+  return _to_device(padded, replicated), _to_device(counts, replicated)
 
 
 class _GroupFit:
@@ -758,7 +765,8 @@ class _GroupFit:
         [m.train_rows for m in members], self.place)
     self.valid_rows, self.n_valid = _rows_on_device(
         [m.valid_rows for m in members], self.place)
-    for n in self.n_train:
+    train_counts = np.array([len(m.train_rows) for m in members])
+    for n in train_counts:
       if _training_batches(int(n), hp.batch_size, hp.hidden_layers > 0)[0] == 0:
         raise ValueError("fit_probes: a single training row cannot train a "
                          "head with BatchNorm")
@@ -779,7 +787,7 @@ class _GroupFit:
     self.devices = devices
     sizes = [self.shape.in_dim] + [self.shape.hidden_dim] * (
         self.shape.hidden_layers) + [self.shape.n_labels]
-    chunk_flops = self.every * int(self.n_train.max()) * (
+    chunk_flops = self.every * int(train_counts.max()) * (
         4 * sizes[0] * sizes[1]
         + 6 * sum(a * b for a, b in zip(sizes[1:-1], sizes[2:])))
     self.compact = chunk_flops >= _COMPACT_MIN_FLOPS
@@ -831,10 +839,13 @@ class _GroupFit:
       self._move_to(slots)
     place, members_state, train_rows, n_train, valid_rows, n_valid = (
         self._layouts[tuple(self.slots)])
+    on_mesh = lambda a: _to_device(a, place and place.replicated)
     self.state, epoch_losses = _train_chunk(
-        self.state, members_state,
-        np.where(self.slots >= 0, active[np.maximum(self.slots, 0)], False),
-        self.x, self.y, train_rows, n_train, np.int32(check * self.every),
+        self.state, members_state, on_mesh(
+            np.where(self.slots >= 0, active[np.maximum(self.slots, 0)],
+                     False)),
+        self.x, self.y, train_rows, n_train,
+        on_mesh(np.int32(check * self.every)),
         n_epochs=self.every, batch_size=self.hparams[0].batch_size,
         multilabel=self.multilabel, shuffle=self.shuffle, place=place)
     probs, _, loss = _evaluate_members(
@@ -865,8 +876,9 @@ class _GroupFit:
 
   def _host_member(self, tree, i: int):
     """Member i's leaves as numpy arrays (gathered from every device)."""
+    replicated = self.place and self.place.replicated
     return jax.tree.map(np.asarray, _member(
-        tree, np.int32(i), replicated=self.place and self.place.replicated))
+        tree, _to_device(np.int32(i), replicated), replicated=replicated))
 
   def run(self) -> list[FitResult]:
     m = len(self.hparams)
@@ -954,12 +966,10 @@ class _GroupFit:
                       + int(left[stopped & ~es.stopped].sum()))
       es = es_new._replace(stopped=stopped)
       if improved.any():
-        if np.array_equal(slots, np.arange(m)):
-          best = _select(improved, snapshot, best)
-        else:
-          best = _select_slots(
-              np.where(slots >= 0, improved[np.maximum(slots, 0)], False),
-              snapshot, best, slots)
+        # In the initial layout first, so both sides are on one mesh.
+        best = _select(_to_device(improved, self.place
+                                  and self.place.replicated),
+                       self._full_state(snapshot, slots), best)
       if es.stopped.all():
         break
       if self._save_due(check):
@@ -1053,11 +1063,15 @@ def predict_split(result: FitResult, x, y=None, *, rows=None,
     raise ValueError(f"predict: x {x.shape} must be [N, D] with one target row "
                      f"per row of x (y {None if y is None else y.shape})")
   rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
-  expand = lambda a: np.asarray(a)[None]
+  # The head and rows go where x is (see `_to_device`).
+  whole = (x.sharding.update(spec=jax.sharding.PartitionSpec())
+           if isinstance(x.sharding, jax.sharding.NamedSharding) else None)
+  expand = lambda a: _to_device(np.asarray(a)[None], whole)
   probs, logits, loss = _evaluate_members(
       jax.tree.map(expand, result.params),
       jax.tree.map(expand, result.bn_state),
-      x, y, rows.astype(np.int32), None, multilabel=result.multilabel,
+      x, y, _to_device(rows.astype(np.int32), whole), None,
+      multilabel=result.multilabel,
       chunk=_eval_chunk_rows(batch_size, x.shape[1], max(
           (layer["weight"].shape[0] for layer in result.params["hidden"]),
           default=0)),
