@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hear_jax import embed
 from hear_jax import models
+from hear_jax.data.task import SplitAudio, TaskInfo
 from hear_jax.models import from_code
 from hear_jax.models import validation
 
@@ -66,6 +68,23 @@ def test_a_flax_module_becomes_a_model_with_inferred_sizes():
   np.testing.assert_array_equal(
       jax.jit(later.timestamp_embeddings)(later.params, audio)[0],
       jax.jit(encoder.apply)(other, audio)[0])
+
+
+@pytest.mark.parametrize("embedding_type", ["scene", "event"])
+def test_the_embedding_stage_takes_a_flax_model(embedding_type):
+  encoder = FrameEncoder()
+  variables = encoder.init(jax.random.key(0), jnp.zeros((1, RATE)))
+  model = models.from_functions(encoder.apply, variables, sample_rate=RATE)
+  info = TaskInfo(name="toy", metadata={
+      "embedding_type": embedding_type, "prediction_type": "multiclass",
+      "splits": ["train"], "evaluation": ["top1_acc"]},
+      label_vocabulary=("a",), sample_rate=8000)  # resampled to 16 kHz
+  pcm = (_audio(3, 0.5) * 3000).astype(np.int16)[:, :4000]
+  split = SplitAudio(ids=("x", "y", "z"), audio=tuple(pcm),
+                     labels=(("a",),) * 3, events=((),) * 3)
+  out = embed.embed_split(model, info, split)
+  rows = 3 if embedding_type == "scene" else 3 * 48  # 0.5 s: 48 frames
+  assert out.x.shape == (rows, 6) and out.x.dtype == np.float32
 
 
 def test_a_scene_function_gives_its_own_size():
