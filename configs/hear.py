@@ -7,10 +7,14 @@
 `<path>` is one of (told apart by its files):
 
   * a hearpreprocess task directory (task_metadata.json, labelvocabulary.csv,
-    <split>.json, <rate>/<split>/*.wav) or its tarball, for any task, known
-    to HEAR 2021 or not: scene or event, train/valid/test or k-fold, any
-    rate. The configured model (default melstats; --config.model=naive,...)
-    embeds it, HEAR's heads are fitted and scored;
+    <split>.json, <rate>/<split>/*.wav), its tarball, or a folder of its
+    tarballs at several rates (…-16000.tar.gz, …-44100.tar.gz), for any
+    task, known to HEAR 2021 or not: scene or event, train/valid/test or
+    k-fold, any rates. The configured model (default melstats;
+    --config.model=naive,...) embeds it, each model from the audio at its own
+    sample rate (as hear-eval-kit; a missing rate is resampled from the
+    lowest one above it, else the highest, with a warning), HEAR's heads are
+    fitted and scored;
   * a hear-eval-kit embeddings task directory, as written by
     `python -m heareval.embeddings.runner <module>` (embeddings/<module>/<task
     dir>/ with <split>.embeddings.npy and <split>.embedding-dimensions.json):

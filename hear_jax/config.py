@@ -39,8 +39,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.data_dir = ""
   # Root of every PRNG key of the run (probe initialisation, dropout).
   config.seed = 0
-  # The <rate>/ audio of hearpreprocess: tasks to read (unset: the only rate
-  # a task directory or tarball holds).
+  # Unset: each model reads a hearpreprocess:/hear2021: task's audio at its
+  # own sample_rate, as hear-eval-kit does (a rate the task lacks: resampled
+  # from the lowest rate above it, else the highest). Set: every model reads
+  # this rate's audio, resampled to its own rate.
   config.task_sample_rate = config_dict.placeholder(int)
   # A second run on a busy workdir stops at once with a message naming the
   # holder (0), or waits up to this many seconds for it to finish.
@@ -101,15 +103,20 @@ HEAR_DATA_DIR = "data/hear2021"
 
 
 def hear_data_path(task_dir: str, data_dir: str = HEAR_DATA_DIR) -> str:
-  """`<data_dir>/<task dir>` if unpacked there, else a tarball of it in
-  `data_dir` (Zenodo's hear2021-<task dir>-48000.tar.gz, or any rate), else
-  the directory path, so a missing task is reported by that name."""
+  """`<data_dir>/<task dir>` if unpacked there, else its one tarball in
+  `data_dir` (Zenodo's hear2021-<task dir>-48000.tar.gz, or any rate);
+  `data_dir` itself where it holds the task at several rates (several
+  tarballs, or tarballs beside the unpacked task: each model reads its own
+  rate); else the directory path, so a missing task is reported by that
+  name."""
   directory = os.path.join(data_dir, task_dir)
-  if os.path.isdir(directory):
-    return directory
   tarballs = sorted(glob.glob(os.path.join(data_dir,
                                            f"*{task_dir}-*.tar.gz")))
-  return tarballs[-1] if tarballs else directory
+  if tarballs and (len(tarballs) > 1 or os.path.isdir(directory)):
+    return data_dir
+  if os.path.isdir(directory) or not tarballs:
+    return directory
+  return tarballs[0]
 
 
 def hear_task_config(task_dir: str, arg: str | None = None,

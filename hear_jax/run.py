@@ -8,6 +8,13 @@ model: embed each split (cached in the workdir), fit HEAR's downstream heads
 `<workdir>/<model>/<task>/test.predicted-scores.json`. The leaderboard of all
 models x tasks goes to `<workdir>/leaderboard.{csv,md}`.
 
+Each model reads a hearpreprocess task's audio at its own `sample_rate`, as
+hear-eval-kit's runner feeds it the `<rate>/` folder of that rate; each rate
+is prepared once as its own dataset. A rate the task lacks is resampled from
+the lowest rate above it, else the highest, with a one-line warning and
+`audio_resampled_from` in the results JSON and compute.json.
+`config.task_sample_rate` makes every model read that one rate instead.
+
 A "heareval:<dir>" task is embeddings hear-eval-kit's runner wrote: no model
 runs, the heads are fitted on them and the model is the directory's parent.
 `config.export_heareval` also writes each task's embeddings in that layout
@@ -34,9 +41,11 @@ from hear_jax import progress
 from hear_jax import workdir_lock
 from hear_jax.config import check_config
 from hear_jax.data import heareval_layout
+from hear_jax.data import hearpreprocess
 from hear_jax.data import task_specs
 from hear_jax.data.task import Task, load_task, read_split
 from hear_jax.models import load_model
+from hear_jax.models.loading import check_spec
 from hear_jax.models.interface import EmbeddingModel
 from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import protocol
@@ -189,10 +198,13 @@ def probe_task(task: Task, splits: dict[str, embed.SplitEmbeddings],
                embeddings_fingerprint: str, out_dir: str,
                config: ml_collections.ConfigDict,
                embedding_path: str | None = None,
-               stage: progress.Stage | None = None) -> dict[str, Any]:
+               stage: progress.Stage | None = None,
+               audio_resampled_from: int | None = None) -> dict[str, Any]:
   """HEAR's protocol on the embeddings, or its saved result when nothing it
   depends on changed (`prediction-done.json` records what it was made from).
-  Also writes the report's files (grid.json, predicted events, logs/)."""
+  Also writes the report's files (grid.json, predicted events, logs/).
+  `audio_resampled_from`: the task rate the model's audio was resampled
+  from, recorded in the results JSON (None: it read its own rate)."""
   scores_path = os.path.join(out_dir, "test.predicted-scores.json")
   done_path = os.path.join(out_dir, "prediction-done.json")
   fingerprint = json.dumps({
@@ -233,6 +245,8 @@ def probe_task(task: Task, splits: dict[str, embed.SplitEmbeddings],
                                 embedding_path=embedding_path,
                                 on_progress=bar.update, checkpoint=checkpoint)
   doc = outcome.doc
+  if audio_resampled_from is not None:
+    doc["audio_resampled_from"] = audio_resampled_from
   if stage is not None:
     points = len(doc.get("knn_validation_scores", outcome.grid))
     stage.detail = (f"{points} grid points, {len(outcome.fits)}"
@@ -290,15 +304,20 @@ def probe_heareval_embeddings(path: str, workdir: str,
 
 def check_run(config: ml_collections.ConfigDict) -> list[str]:
   """What can be checked before any work, writing nothing: the config's
-  fields and values, the task specs and their data, the model specs' syntax.
-  Returns the model specs."""
+  fields and values, the model specs (syntax, the model exists; before any
+  task is read), the task specs and their data. Returns the model specs."""
   check_config(config)
+  # Embeddings directories bring their own model; the rest need config.model.
+  embedded = [s.startswith(task_specs.HEAREVAL_PREFIX) for s in config.tasks]
+  specs = [] if all(embedded) else model_specs(config)
+  # Models before any task is read: a wrong model spec is the message, not
+  # whatever the data would say first.
+  for spec in specs:
+    check_spec(spec)
   _check_task_paths(config)
   for spec in config.tasks:
     task_specs.check_task_spec(spec, config.task_sample_rate)
-  # Embeddings directories bring their own model; the rest need config.model.
-  embedded = [s.startswith(task_specs.HEAREVAL_PREFIX) for s in config.tasks]
-  return [] if all(embedded) else model_specs(config)
+  return specs
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -337,23 +356,33 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str,
       rows.append(probe_heareval_embeddings(
           task_specs.data_path(task_spec), workdir, config))
       continue
-    with times.stage("data", task_spec, reset_peak=True) as stage:
-      # One process prepares a dataset, then the others read it.
-      builder = distributed.main_first(
-          f"data {task_spec}", lambda task_spec=task_spec:
-          task_specs.prepare_task(task_spec, data_dir,
-                                  config.task_sample_rate),
-          timeout_seconds=config.distributed_timeout_seconds)
-      task = load_task(builder)
-      stage.task, stage.detail = task.info.name, progress.examples_detail(
-          task.source)
-    if task.info.name in seen_tasks:
-      # Both would write <workdir>/<model>/<name>/: one would undo the other.
-      raise ValueError(f"task specs {seen_tasks[task.info.name]!r} and"
-                       f" {task_spec!r} are both task {task.info.name!r};"
-                       " give one of them per run")
-    seen_tasks[task.info.name] = task_spec
+    # The rates the task's data holds (() for builder specs); a forced rate
+    # needs no look (a tarball without its rate in its name is read through).
+    rates = (task_specs.audio_rates(task_spec)
+             if config.task_sample_rate is None else ())
+    by_rate: dict[int | None, tuple[Any, Task]] = {}
     for spec, model in models.items():
+      rate = _audio_rate(spec, model, task_spec, rates,
+                         config.task_sample_rate)
+      if rate not in by_rate:
+        by_rate[rate] = _prepare_task(task_spec, rate, data_dir, config,
+                                      times)
+        name = by_rate[rate][1].info.name
+        if seen_tasks.get(name, task_spec) != task_spec:
+          # Both would write <workdir>/<model>/<name>/: one would undo the
+          # other.
+          raise ValueError(f"task specs {seen_tasks[name]!r} and"
+                           f" {task_spec!r} are both task {name!r}; give one"
+                           " of them per run")
+        names = {t.info.name for _, t in by_rate.values()}
+        if len(names) > 1:
+          raise ValueError(f"task spec {task_spec!r}: its rates hold"
+                           f" different tasks ({', '.join(sorted(names))})")
+        seen_tasks[name] = task_spec
+      builder, task = by_rate[rate]
+      resampled_from = (task.info.sample_rate
+                        if task.info.sample_rate != model.sample_rate
+                        else None)
       out_dir = os.path.join(workdir, slug(spec), task.info.name)
       with times.stage("embed", task.info.name, spec,
                        reset_peak=True) as embed_stage:
@@ -368,13 +397,15 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str,
             task.info, splits, fingerprint=fingerprint)
       with times.stage("probe", task.info.name, spec) as probe_stage:
         doc = probe_task(task, splits, fingerprint, out_dir, config,
-                         stage=probe_stage)
+                         stage=probe_stage,
+                         audio_resampled_from=resampled_from)
       if distributed.is_main():
         task_files.record_compute(
             out_dir, model=spec, model_params=model.params,
             task_info=task.info,
             hear_task=heareval_layout.task_dir_name(task.info.metadata),
-            splits=splits, embed_stage=embed_stage, probe_stage=probe_stage)
+            splits=splits, embed_stage=embed_stage, probe_stage=probe_stage,
+            audio_resampled_from=resampled_from)
       score, std = results.reported_score(doc)
       rows.append(leaderboard.LeaderboardRow(
           spec, task.info.name, task.info.primary_metric, score, std,
@@ -388,6 +419,39 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str,
   _write_report(workdir, times)
   times.print_summary()
   return table
+
+
+def _audio_rate(spec: str, model: EmbeddingModel, task_spec: str,
+                rates: tuple[int, ...], forced: int | None) -> int | None:
+  """The task rate `model` reads: `forced` (config.task_sample_rate) if set,
+  else its own or the best to resample from (`rates` of a hearpreprocess
+  task; None for a builder task, which has one rate)."""
+  if forced is not None or not rates:
+    return forced
+  rate = hearpreprocess.rate_for_model(rates, model.sample_rate)
+  if rate != model.sample_rate:
+    logging.warning(
+        "%s reads %d Hz audio; task %s has none (rates: %s): resampling"
+        " from %d Hz", spec, model.sample_rate, task_spec,
+        ", ".join(map(str, rates)), rate)
+  return rate
+
+
+def _prepare_task(task_spec: str, rate: int | None, data_dir: str,
+                  config: ml_collections.ConfigDict,
+                  times: progress.RunTimes) -> tuple[Any, Task]:
+  """The task's dataset at `rate`, built once (the data stage)."""
+  with times.stage("data", task_spec, reset_peak=True) as stage:
+    # One process prepares a dataset, then the others read it.
+    builder = distributed.main_first(
+        f"data {task_spec} {rate}", lambda:
+        task_specs.prepare_task(task_spec, data_dir, rate),
+        timeout_seconds=config.distributed_timeout_seconds)
+    task = load_task(builder)
+    stage.task, stage.detail = task.info.name, (
+        f"{progress.examples_detail(task.source)},"
+        f" {task.info.sample_rate} Hz")
+  return builder, task
 
 
 def _write_report(workdir: str, times: progress.RunTimes) -> None:

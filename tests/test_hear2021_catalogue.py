@@ -398,3 +398,24 @@ def test_task_config_takes_a_path_or_another_mode(tmp_path):
   (tmp_path / "hear2021-esc50-v2.0.0-full-48000.tar.gz").write_bytes(b"")
   assert hear_config.hear_data_path("esc50-v2.0.0-full", str(tmp_path)) == str(
       tmp_path / "hear2021-esc50-v2.0.0-full-48000.tar.gz")
+
+
+def test_folder_of_tarballs_at_several_rates_prepares_the_asked_rate(tmp_path):
+  """Zenodo-style tarballs of one task at two rates, beside another task's
+  tarball in the same data folder: each rate is its own dataset."""
+  task_dir = "esc50-v2.0.0-full"
+  entry = catalogue.TASKS[task_dir]
+  data = tmp_path / "data"
+  for rate in (16000, 48000):
+    source = stand_in(entry, tmp_path / f"src{rate}", rate=rate)
+    hearpreprocess_dirs.write_rate_tarballs(source, data)
+  (data / "hear2021-fsd50k-v1.0-full-48000.tar.gz").write_bytes(b"")
+  assert hear_config.hear_data_path(task_dir, str(data)) == str(data)
+  low = hear2021.prepare(task_dir, data, tmp_path / "tfds", sample_rate=16000)
+  assert load_task(low).info.sample_rate == 16000
+  high = hear2021.prepare(task_dir, data, tmp_path / "tfds")  # the highest
+  assert high.builder_config.name == f"{task_dir}-48000"
+  assert load_task(high).info.sample_rate == 48000
+  with pytest.raises(ValueError, match=r"no esc50-v2.0.0-full audio at 22050"
+                     r" Hz \(rates present: 16000, 48000\)"):
+    hear2021.prepare(task_dir, data, tmp_path / "tfds", sample_rate=22050)

@@ -297,11 +297,14 @@ def check_task(task: Any, task_dir: str | None = None) -> CatalogueEntry:
   return expected
 
 
-def prepare_catalogue_task(task_dir: str, path: str, data_dir: str) -> Any:
-  """Builds (once) a catalogue task's TFDS dataset from a task dir or
-  tarball; returns the prepared `tasks.hear2021.hear2021` builder."""
+def prepare_catalogue_task(task_dir: str, path: str, data_dir: str,
+                           sample_rate: int | None = None) -> Any:
+  """Builds (once) a catalogue task's TFDS dataset at `sample_rate` (None:
+  the highest rate its data holds) from a task dir, tarball or folder of its
+  tarballs; returns the prepared `tasks.hear2021.hear2021` builder."""
   # The builder imports this module; import it late to keep data code free
   # of the tasks package at import time.
   # pylint: disable-next=g-import-not-at-top
   from tasks.hear2021.hear2021 import hear2021_dataset_builder as builder_module
-  return builder_module.prepare(task_dir, path, data_dir)
+  return builder_module.prepare(task_dir, path, data_dir,
+                                sample_rate=sample_rate)

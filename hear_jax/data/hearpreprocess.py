@@ -7,13 +7,20 @@
   task_dir, rate = find_task(
       "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz",
       extract_dir="/tmp/hear")                 # a directory or a tarball
-  builder = prepare_hearpreprocess_task(path, data_dir)  # TFDS, built once
+  sources = rate_sources("data/spoken_digit")  # {16000: ..., 44100: ...}
+  rate = rate_for_model(sources, 44100)        # what hear-eval-kit feeds it
+  builder = prepare_hearpreprocess_task(path, data_dir, sample_rate=rate)
 
 The layout (hear-reference.md §2):
 
   <task dir>/task_metadata.json, labelvocabulary.csv, <split>.json,
              <sample_rate>/<split>/<file>.wav     mono; 16-bit PCM, or float32
                                                   at the task's native rate
+
+A task may hold several `<sample_rate>/` folders, or come as several
+tarballs, one per rate (`hear2021-<task dir>-<rate>.tar.gz`), kept in one
+folder; `rate_sources` says where each rate is, and each rate is prepared as
+its own TFDS dataset.
 
 Every problem is a one-line `ValueError` naming the file and what is wrong.
 Tarballs are read member by member: links, devices and names that are
@@ -39,7 +46,7 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import tensorflow_datasets as tfds
 
@@ -212,17 +219,37 @@ def _pick_rate(rates: set[int], sample_rate: int | None, name: str) -> int:
   return next(iter(rates))
 
 
+def rate_for_model(rates: Iterable[int], model_rate: int) -> int:
+  """The audio rate a model reads: its own, as hear-eval-kit's runner feeds
+  it; if the task lacks it, the rate to resample from: the lowest above it
+  (nothing the model can hear is lost), else the highest."""
+  rates = sorted(set(rates))
+  if not rates:
+    raise ValueError("rate_for_model: the task has no audio rate")
+  if model_rate in rates:
+    return model_rate
+  above = [r for r in rates if r > model_rate]
+  return above[0] if above else rates[-1]
+
+
 # --- task directories --------------------------------------------------------
 
 
-def _locate_task_dir(path: pathlib.Path) -> pathlib.Path:
-  """`path` itself or the one task directory up to three levels below it."""
+def _task_dirs_below(path: pathlib.Path) -> list[pathlib.Path]:
+  """`path` itself if it is a task directory, else every task directory up
+  to three levels below it."""
   if (path / METADATA_FILE).is_file():
-    return path
+    return [path]
   found = []
   for depth in (1, 2, 3):
     pattern = "/".join(["*"] * depth + [METADATA_FILE])
     found += [p.parent for p in path.glob(pattern)]
+  return found
+
+
+def _locate_task_dir(path: pathlib.Path) -> pathlib.Path:
+  """`path` itself or the one task directory up to three levels below it."""
+  found = _task_dirs_below(path)
   if not found:
     raise ValueError(f"{path / METADATA_FILE}: file not found (not a"
                      " hearpreprocess task directory)")
@@ -431,7 +458,14 @@ def scan_tarball(path: str | os.PathLike, sample_rate: int | None = None
   Reads the archive once (gzip cannot seek): checks every member is safe and
   that each split json is present.
   """
-  path = os.fspath(path)
+  task, rates = _scan_tarball(os.fspath(path))
+  return dataclasses.replace(
+      task, sample_rate=_pick_rate(rates, sample_rate, task.source))
+
+
+def _scan_tarball(path: str) -> tuple[HearTask, set[int]]:
+  """`scan_tarball`, with every rate the archive holds (the task's
+  `sample_rate` is 0: not picked)."""
   small = {}  # member parts -> bytes of the metadata and vocabulary files
   files = set()
   with _reading_tar(path) as tar:
@@ -465,9 +499,9 @@ def scan_tarball(path: str | os.PathLike, sample_rate: int | None = None
   rates = {int(p[len(prefix)]) for p in files
            if p[:len(prefix)] == prefix and len(p) > len(prefix) + 2
            and p[len(prefix)].isdigit()}
-  rate = _pick_rate(rates, sample_rate, source)
-  return HearTask(name=name, sample_rate=rate, metadata=metadata,
-                  label_vocabulary=vocabulary, source=source, path=None)
+  return HearTask(name=name, sample_rate=0, metadata=metadata,
+                  label_vocabulary=vocabulary, source=source,
+                  path=None), rates
 
 
 def extract_task_tarball(path: str | os.PathLike,
@@ -518,6 +552,112 @@ def _tarball_stem(path: str) -> str:
   return re.sub(r"\.tar(\.\w+)?$|\.tgz$", "", pathlib.Path(path).name)
 
 
+# --- where each rate is ------------------------------------------------------
+
+TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.xz", ".tar.bz2")
+# hearpreprocess and the HEAR 2021 release end a tarball's name with its rate.
+_TARBALL_RATE = re.compile(r"-(\d+)(\.tar(\.\w+)?|\.tgz)$")
+
+
+def is_tarball(path: pathlib.Path) -> bool:
+  return path.is_file() and path.name.endswith(TARBALL_SUFFIXES)
+
+
+def tarball_rate(path: str | os.PathLike) -> int | None:
+  """The rate a tarball's name shows (`...-44100.tar.gz`), None if none."""
+  match = _TARBALL_RATE.search(os.path.basename(os.fspath(path)))
+  return int(match[1]) if match else None
+
+
+def _rate_folders(task_dir: pathlib.Path) -> list[int]:
+  return sorted(int(p.name) for p in task_dir.iterdir()
+                if p.is_dir() and p.name.isdigit())
+
+
+def rate_sources(path: str | os.PathLike, task_dir: str | None = None
+                 ) -> dict[int, pathlib.Path]:
+  """Where a task's audio is at each rate: {rate: task directory or tarball}.
+
+  `path` is one of
+    * a task directory, or a folder holding one (a few levels down): each of
+      its `<rate>/` folders;
+    * a tarball: the rate its name shows, else those it holds (read through);
+    * a folder of one task's tarballs, `<anything>-<rate>.tar.gz` each (as
+      hearpreprocess and the HEAR 2021 release name them);
+    * with `task_dir` (a catalogue task's directory name), a folder of many
+      tasks' data: the unpacked `<task_dir>/` (up to three levels down) and
+      the `*<task_dir>-<rate>.tar.gz` tarballs in it.
+  An unpacked directory wins over a tarball of the same rate (nothing to
+  extract). One-line ValueErrors: nothing found, tarballs of several tasks.
+  """
+  path = pathlib.Path(path).expanduser()
+  if path.is_file():
+    rate = tarball_rate(path)
+    if rate is not None:
+      return {rate: path}
+    _, rates = _scan_tarball(os.fspath(path))
+    if not rates:
+      raise ValueError(f"{path}: no <sample_rate>/ audio directory in the"
+                       " archive")
+    return {r: path for r in sorted(rates)}
+  if not path.is_dir():
+    raise ValueError(f"{path}: no such task directory or tarball")
+  task_dirs = _task_dirs_below(path)
+  if task_dirs == [path]:  # the task directory itself
+    return _folder_sources(path)
+  tarballs = sorted(p for p in path.iterdir() if is_tarball(p))
+  if task_dir is not None:
+    task_dirs = [d for d in task_dirs if d.name == task_dir]
+    tarballs = [t for t in tarballs if _task_stem(t).endswith(task_dir)]
+  if len(task_dirs) > 1:
+    if task_dir is None:
+      _locate_task_dir(path)  # raises its "holds N tasks" line
+    raise ValueError(f"{path}: holds {len(task_dirs)} {task_dir}/"
+                     " directories; pass one")
+  stems = sorted({_task_stem(t) for t in tarballs})
+  if task_dir is None and (len(stems) > 1 or (task_dirs and stems and not
+                                              stems[0].endswith(
+                                                  task_dirs[0].name))):
+    names = stems + [d.name + "/" for d in task_dirs]
+    raise ValueError(f"{path}: holds {len(names)} tasks' data"
+                     f" ({', '.join(names[:3])}); pass one task's folder")
+  sources = {}
+  for tarball in tarballs:
+    rate = tarball_rate(tarball)
+    if rate is None:
+      raise ValueError(f"{tarball}: its name does not end in -<sample"
+                       " rate>.tar.gz; next to a task's other tarballs, name"
+                       " each by its rate (as hearpreprocess does)")
+    if rate in sources:
+      raise ValueError(f"{path}: two tarballs at {rate} Hz"
+                       f" ({sources[rate].name}, {tarball.name}); keep one")
+    sources[rate] = tarball
+  if task_dirs:
+    sources.update(_folder_sources(task_dirs[0], allow_none=bool(sources)))
+  if not sources:
+    what = f"{task_dir}/ or its tarballs" if task_dir else (
+        f"{METADATA_FILE} or task tarballs")
+    raise ValueError(f"{path}: no {what} found (not a hearpreprocess task"
+                     " directory)")
+  return dict(sorted(sources.items()))
+
+
+def _task_stem(tarball: pathlib.Path) -> str:
+  """A tarball's name without its rate, suffix and release prefix
+  (`hear2021-`, hearpreprocess's `hear-<version>-`): the task it holds."""
+  name = _TARBALL_RATE.sub("", tarball.name)
+  name = re.sub(r"(\.tar(\.\w+)?|\.tgz)$", "", name)
+  return re.sub(r"^(hear2021-|hear-[\d.]+-)", "", name)
+
+
+def _folder_sources(task_dir: pathlib.Path, allow_none: bool = False
+                    ) -> dict[int, pathlib.Path]:
+  rates = _rate_folders(task_dir)
+  if not rates and not allow_none:
+    raise ValueError(f"{task_dir}: no <sample_rate>/ audio directory")
+  return {r: task_dir for r in rates}
+
+
 def find_task(
     path: str | os.PathLike,
     *,
@@ -559,18 +699,22 @@ def prepare_hearpreprocess_task(
     sample_rate: int | None = None,
     file_format: str = "array_record",
 ) -> tfds.core.DatasetBuilder:
-  """Builds (once) the TFDS dataset of a task directory or tarball.
+  """Builds (once) the TFDS dataset of a task at one rate.
 
-  Returns the prepared `tasks.hear2021.hearpreprocess_task` builder; its
-  config is `<task dir name>-<rate>`, so tasks never share a data directory.
+  `path`: a task directory, a tarball or a folder of the task's tarballs
+  (`rate_sources`); `sample_rate` None: the only rate there. Returns the
+  prepared `tasks.hear2021.hearpreprocess_task` builder; its config is
+  `<task dir name>-<rate>`, so tasks and rates never share a data directory.
   """
+  sources = rate_sources(path)
+  rate = _pick_rate(set(sources), sample_rate, os.fspath(path))
   # The builder imports this module; import it late to keep data code free
   # of the tasks package at import time.
   # pylint: disable-next=g-import-not-at-top
   from tasks.hear2021.hearpreprocess_task import (
       hearpreprocess_task_dataset_builder as builder_module)
   builder = builder_module.Builder(
-      source=path, sample_rate=sample_rate, data_dir=os.fspath(data_dir),
+      source=sources[rate], sample_rate=rate, data_dir=os.fspath(data_dir),
       file_format=file_format)
   builder.download_and_prepare()
   return builder

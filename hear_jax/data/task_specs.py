@@ -7,6 +7,12 @@
   builder = prepare_task("hear2021:esc50-v2.0.0-full:/data/hear2021-esc50-"
                          "v2.0.0-full-48000.tar.gz", data_dir)
   spec = spec_for_path(path)  # "hearpreprocess:..." or "heareval:..."
+  audio_rates("hearpreprocess:/data/esc50")  # (16000, 48000): rates held
+  builder = prepare_task("hearpreprocess:/data/esc50", data_dir, 16000)
+
+A hearpreprocess task may hold several rates (`<rate>/` folders, or one
+tarball per rate in a folder): `audio_rates` lists them, and each model reads
+its own (`hearpreprocess.rate_for_model`), prepared as its own dataset.
 
 "heareval:<dir>" names embeddings written by hear-eval-kit's runner
 (`hear_jax.data.heareval_layout`); run.py reads them instead of building a
@@ -88,13 +94,24 @@ def builder_class(spec: str) -> tuple[type, str | None]:
   return module.Builder, (parts[2] if len(parts) == 3 else None)
 
 
-_TARBALL_RATE = re.compile(r"-(\d+)\.(tar|tgz|tar\.\w+)$")
+def audio_rates(spec: str) -> tuple[int, ...]:
+  """The rates whose audio a hearpreprocess or catalogue spec holds, in
+  increasing order; () for a builder spec (its builder has one rate). Cheap
+  except for a tarball whose name shows no rate (read through once)."""
+  from hear_jax.data import hearpreprocess  # pylint: disable=g-import-not-at-top
+  if spec.startswith(HEARPREPROCESS_PREFIX):
+    return tuple(hearpreprocess.rate_sources(data_path(spec)))
+  if spec.startswith(HEAR2021_PREFIX):
+    return tuple(hearpreprocess.rate_sources(
+        data_path(spec), task_dir=hear2021_spec(spec)[0]))
+  return ()
 
 
 def check_task_spec(spec: str, sample_rate: int | None = None) -> None:
   """What can be known of a spec without building anything: the builder and
   its config exist, a catalogue task is in the catalogue, a hearpreprocess
-  task directory has the asked-for rate (a tarball: the rate its name shows,
+  task directory's metadata and vocabulary parse, and a forced
+  `sample_rate` is one the data holds (a tarball: the rate its name shows,
   if any; its members are checked when it is built). One-line ValueErrors.
   """
   if spec.startswith(HEAREVAL_PREFIX):
@@ -102,36 +119,35 @@ def check_task_spec(spec: str, sample_rate: int | None = None) -> None:
   if spec.startswith(HEAR2021_PREFIX):
     from hear_jax.data import hear2021_catalogue  # pylint: disable=g-import-not-at-top
     hear2021_catalogue.entry(hear2021_spec(spec)[0])
+  elif not spec.startswith(HEARPREPROCESS_PREFIX):
+    cls, config = builder_class(spec)
     if sample_rate is not None:
       raise ValueError(f"config.task_sample_rate={sample_rate}: only"
-                       " hearpreprocess: task specs take a rate; task spec"
-                       f" {spec!r} reads the rate its data holds")
+                       " hearpreprocess: and hear2021: task specs take a"
+                       f" rate; task spec {spec!r} is a TFDS builder")
+    _check_builder_config(spec, cls, config)
     return
-  if spec.startswith(HEARPREPROCESS_PREFIX):
-    from hear_jax.data import hearpreprocess  # pylint: disable=g-import-not-at-top
-    path = data_path(spec)
-    if os.path.isdir(path):
-      try:
-        hearpreprocess.open_task(path, sample_rate)
-      except ValueError as e:
-        message = str(e)
-        if "audio directory" in message:  # the rate, not the metadata
-          message = message.replace("; pass sample_rate=", "") + (
-              "; set config.task_sample_rate" if sample_rate is None
-              else f" (config.task_sample_rate={sample_rate})")
-        raise ValueError(message) from None
-      return
-    hinted = _TARBALL_RATE.search(os.path.basename(path))
-    if sample_rate is not None and hinted and int(hinted[1]) != sample_rate:
-      raise ValueError(f"{path}: holds {hinted[1]} Hz audio (by its name),"
+  from hear_jax.data import hearpreprocess  # pylint: disable=g-import-not-at-top
+  path = data_path(spec)
+  if not os.path.isdir(path):
+    # A tarball: its name, if it shows a rate, is all that is cheap to read.
+    hinted = hearpreprocess.tarball_rate(path)
+    if sample_rate is not None and hinted and hinted != sample_rate:
+      raise ValueError(f"{path}: holds {hinted} Hz audio (by its name),"
                        f" not config.task_sample_rate={sample_rate}")
     return
-  cls, config = builder_class(spec)
-  if sample_rate is not None:
-    raise ValueError(f"config.task_sample_rate={sample_rate}: only"
-                     " hearpreprocess: task specs take a rate; task spec"
-                     f" {spec!r} is a TFDS builder")
-  _check_builder_config(spec, cls, config)
+  sources = hearpreprocess.rate_sources(
+      path, task_dir=(hear2021_spec(spec)[0]
+                      if spec.startswith(HEAR2021_PREFIX) else None))
+  if sample_rate is not None and sample_rate not in sources:
+    raise ValueError(f"{path}: no {sample_rate}/ audio directory or"
+                     f" -{sample_rate} tarball (rates present:"
+                     f" {', '.join(map(str, sources))};"
+                     f" config.task_sample_rate={sample_rate})")
+  task_dirs = sorted({(p, r) for r, p in sources.items() if p.is_dir()})
+  if task_dirs and spec.startswith(HEARPREPROCESS_PREFIX):
+    # The metadata and vocabulary (catalogue tasks: checked when built).
+    hearpreprocess.open_task(*task_dirs[0])
 
 
 def _check_builder_config(spec: str, cls: type, config: str | None) -> None:
@@ -145,8 +161,8 @@ def _check_builder_config(spec: str, cls: type, config: str | None) -> None:
 def prepare_task(spec: str, data_dir: str, sample_rate: int | None = None
                  ) -> tfds.core.DatasetBuilder:
   """Builds the task's dataset once under `data_dir`; returns its builder.
-  `sample_rate` picks a hearpreprocess task's <rate>/ audio (None: its only
-  rate)."""
+  `sample_rate` picks a hearpreprocess task's audio rate (None: its only
+  rate; a catalogue task: its highest)."""
   if spec.startswith(HEARPREPROCESS_PREFIX):
     from hear_jax.data import hearpreprocess  # pylint: disable=g-import-not-at-top
     path = os.path.expanduser(spec[len(HEARPREPROCESS_PREFIX):])
@@ -156,7 +172,7 @@ def prepare_task(spec: str, data_dir: str, sample_rate: int | None = None
     from hear_jax.data import hear2021_catalogue  # pylint: disable=g-import-not-at-top
     task_dir, _ = hear2021_spec(spec)
     return hear2021_catalogue.prepare_catalogue_task(
-        task_dir, data_path(spec), data_dir)
+        task_dir, data_path(spec), data_dir, sample_rate)
   if spec.startswith(HEAREVAL_PREFIX):
     raise ValueError(f"task spec {spec!r}: embeddings, not a dataset (read"
                      " them with hear_jax.data.heareval_layout)")

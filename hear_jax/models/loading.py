@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 from typing import Any
@@ -43,6 +44,30 @@ def load_model(spec: str) -> interface.EmbeddingModel:
     raise ValueError(f"model spec {spec!r}: bad options for {name!r}: {e}") from None
   model = create(**options)
   return dataclasses.replace(model, name=format_spec(name, options))
+
+
+def check_spec(spec: str) -> None:
+  """What `load_model(spec)` would refuse, found without building the model
+  (no weights, no torch): bad syntax, an unknown built-in or bad options for
+  it, a `hear:` module that is not installed. One-line ValueErrors, worded
+  as `load_model`'s."""
+  spec = spec.strip()
+  if not spec.startswith(_HEAR_PREFIX):
+    name, options = parse_spec(spec)
+    try:
+      inspect.signature(_find_create(name)).bind(**options)
+    except TypeError as e:
+      raise ValueError(
+          f"model spec {spec!r}: bad options for {name!r}: {e}") from None
+    return
+  module_name, options = parse_spec(spec[len(_HEAR_PREFIX):], dotted=True)
+  if not isinstance(options.get("model_file", ""), str):
+    raise ValueError(f"model spec {spec!r}: model_file must be a quoted path")
+  # The top-level package only: finding a submodule would import its
+  # package, which may need torch or the bridge's shims.
+  if importlib.util.find_spec(module_name.split(".")[0]) is None:
+    raise ValueError(f"HEAR module {module_name!r} not found: install it (pip"
+                     " install ...) or add it to PYTHONPATH")
 
 
 def parse_spec(spec: str, dotted: bool = False) -> tuple[str, dict[str, Any]]:

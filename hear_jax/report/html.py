@@ -126,8 +126,11 @@ def compute_section(results: Sequence[TaskResult]) -> str:
     c = r.compute or {}
     if not c:
       continue
+    rate = c.get("audio_sample_rate")
+    rate = "" if rate is None else str(rate) + (
+        "" if c.get("audio_resampled_from") is None else " (resampled)")
     rows.append([r.model, r.task, f"{c.get('parameters', 0):,}",
-                 _fmt(c.get("audio_seconds")),
+                 _fmt(c.get("audio_seconds")), rate,
                  _fmt(c.get("embed_seconds_per_audio_hour")),
                  _fmt(c.get("probe_seconds")),
                  _fmt(c.get("peak_memory_mb"), ".0f"),
@@ -135,9 +138,14 @@ def compute_section(results: Sequence[TaskResult]) -> str:
   if not rows:
     return ""
   return ("<h2>Compute</h2>" + _table(
-      ["model", "task", "parameters", "audio (s)", "embed s / audio hour",
+      ["model", "task", "parameters", "audio (s)", "task audio (Hz)",
+       "embed s / audio hour",
        "probe (s)", "peak memory (MB)", "device peak (MB)"], rows)
-          + "<p class=\"note\">embed s / audio hour includes JIT compilation;"
+          + "<p class=\"note\">task audio: the rate of the task audio the"
+          " model read (its own where the task has it, as hear-eval-kit feeds"
+          " it); \"resampled\" where it was resampled to the model's rate"
+          " (compute.json's audio_resampled_from). embed s / audio hour"
+          " includes JIT compilation;"
           " peak memory is the process's resident-set peak during the model"
           " x task (compute.json's peak_memory_scope says if it could not be"
           " reset per task).</p>")

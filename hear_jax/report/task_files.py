@@ -79,8 +79,13 @@ def write_compute(task_dir: str, *, model: str, task_info: Any,
                   probe_seconds: float | None, probe_cached: bool,
                   peak_memory_bytes: int | None, peak_memory_scope: str,
                   device_peak_memory_bytes: int | None = None,
-                  device: str = "") -> dict[str, Any]:
+                  device: str = "",
+                  audio_resampled_from: int | None = None) -> dict[str, Any]:
   """Writes compute.json; returns it.
+
+  `audio_sample_rate` is the task rate the model read;
+  `audio_resampled_from` is that rate when it was not the model's own (its
+  audio was resampled), else None.
 
   `embed_seconds` is the time spent computing the `embedded_audio_seconds`
   that were not in the cache this run (JIT compilation included);
@@ -96,6 +101,8 @@ def write_compute(task_dir: str, *, model: str, task_info: Any,
       "hear_task": hear_task,
       "metric": task_info.primary_metric,
       "parameters": int(parameters), "audio_seconds": float(audio_seconds),
+      "audio_sample_rate": int(task_info.sample_rate),
+      "audio_resampled_from": audio_resampled_from,
   }
   if embedded_audio_seconds > 0 and embed_seconds is not None:
     doc["embed_seconds"] = embed_seconds
@@ -120,7 +127,8 @@ def write_compute(task_dir: str, *, model: str, task_info: Any,
 
 def record_compute(task_dir: str, *, model: str, model_params: Any,
                    task_info: Any, hear_task: str, splits: Mapping[str, Any],
-                   embed_stage: Any, probe_stage: Any) -> dict[str, Any]:
+                   embed_stage: Any, probe_stage: Any,
+                   audio_resampled_from: int | None = None) -> dict[str, Any]:
   """`write_compute` from a run's `progress.Stage`s of one model x task
   (the embed stage reset the peak-memory mark where it could)."""
   done = read_json(os.path.join(task_dir, "prediction-done.json")) or {}
@@ -141,7 +149,7 @@ def record_compute(task_dir: str, *, model: str, model_params: Any,
       peak_memory_scope=("model x task" if embed_stage.peak_is_own
                          else "process"),
       device_peak_memory_bytes=progress.device_peak_memory_bytes(),
-      device=kind)
+      device=kind, audio_resampled_from=audio_resampled_from)
 
 
 def _max_or_none(*values: float | None) -> float | None:

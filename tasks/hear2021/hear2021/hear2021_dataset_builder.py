@@ -29,7 +29,6 @@ import dataclasses
 import logging
 import os
 import pathlib
-import re
 import tempfile
 from typing import Any
 
@@ -57,10 +56,6 @@ def _configs() -> list[HearTaskConfig]:
           description=f"{e.title} ({e.mode} mode) at {rate} Hz")
       for e in catalogue.TASKS.values() for rate in catalogue.SAMPLE_RATES
   ]
-
-
-def _is_tarball(path: pathlib.Path) -> bool:
-  return path.is_file() and path.name.endswith(_TARBALL_SUFFIXES)
 
 
 def find_source(manual_dir: str | os.PathLike, task_dir: str,
@@ -172,39 +167,40 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                                              self._clips[split])
 
 
-def _rate_hint(path: pathlib.Path) -> set[int]:
-  """Rates a source holds, from what is cheap to see: a task directory's
-  `<rate>/` folders, or a tarball's `-<rate>.tar.gz` name."""
-  if path.is_dir():
-    return {int(p.name) for p in path.iterdir()
-            if p.is_dir() and p.name.isdigit()}
-  match = re.search(r"-(\d+)\.(tar(\.\w+)?|tgz)$", path.name)
-  return {int(match.group(1))} if match else set()
-
-
 def prepare(task_dir: str, path: str | os.PathLike, data_dir: str | os.PathLike,
-            *, file_format: str = "array_record") -> Builder:
-  """Builds (once) catalogue task `task_dir` from a task dir or tarball.
+            *, sample_rate: int | None = None,
+            file_format: str = "array_record") -> Builder:
+  """Builds (once) catalogue task `task_dir` at one rate from its data.
 
-  The config is `<task_dir>-<rate>` for the rate the data holds (the highest
-  if a directory holds several). A dataset already prepared at the rate the
-  source's name shows is reused without reading the source again.
+  `path`: the task directory, a tarball, or a folder holding the unpacked
+  task and/or its `*<task dir>-<rate>.tar.gz` tarballs
+  (`hearpreprocess.rate_sources`). `sample_rate` None: the highest rate
+  there. The config is `<task_dir>-<rate>`; a dataset already prepared at
+  that rate is reused without reading the source again.
   """
-  catalogue.entry(task_dir)  # unknown task: fail before reading anything
-  path = pathlib.Path(path).expanduser()
+  entry = catalogue.entry(task_dir)  # unknown task: fail before reading
   data_dir = os.fspath(data_dir)
-  rates = _rate_hint(path)
-  if len(rates) == 1:
-    (hinted,) = rates
-    builder = Builder(config=catalogue.TASKS[task_dir].config_name(hinted),
-                      data_dir=data_dir, file_format=file_format)
+  rate = sample_rate
+  if rate is None and not os.path.isdir(path):
+    rate = hearpreprocess.tarball_rate(path)  # by its name: nothing read
+  if rate is not None:
+    builder = Builder(config=entry.config_name(rate), data_dir=data_dir,
+                      file_format=file_format)
     if builder.is_prepared():
       return builder
-  rate = max(rates) if path.is_dir() and rates else None
-  described = hearpreprocess.describe_task(path, rate)
+  sources = hearpreprocess.rate_sources(path, task_dir=task_dir)
+  rate = max(sources) if rate is None else int(rate)
+  if rate not in sources:
+    raise ValueError(f"{path}: no {task_dir} audio at {rate} Hz (rates"
+                     f" present: {', '.join(map(str, sources))})")
+  builder = Builder(config=entry.config_name(rate), data_dir=data_dir,
+                    file_format=file_format)
+  if builder.is_prepared():
+    return builder
+  described = hearpreprocess.describe_task(sources[rate], rate)
   entry = catalogue.check_task(described, task_dir)
   builder = Builder(config=entry.config_name(described.sample_rate),
-                    source=path, described=described, data_dir=data_dir,
-                    file_format=file_format)
+                    source=sources[rate], described=described,
+                    data_dir=data_dir, file_format=file_format)
   builder.download_and_prepare()
   return builder
