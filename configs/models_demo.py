@@ -6,7 +6,8 @@
 
 Models (one leaderboard):
 
-- `naive`: hear_jax's JAX port of HEAR's naive baseline;
+- `naive`: hear_jax's JAX port of HEAR's naive baseline (the same matrix,
+  so the same embeddings up to float32 rounding);
 - `hear:hearbaseline.naive`: the original, through the HEAR-API torch bridge;
 - `hear:hearbaseline.torchcrepe`: HEAR 2021's "CREPE" (full model), bridged;
 - `crepe`: the native Flax CREPE with the same weights.

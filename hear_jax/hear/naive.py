@@ -1,5 +1,9 @@
 """hear_jax's `naive` model as a HEAR 2021 API module (see `exported`).
 
+The same embeddings as `hearbaseline.naive` up to float32 rounding (the same
+projection matrix, `torch.manual_seed(0)`'s; `load_model(seed=s)` takes
+`torch.manual_seed(s)`'s).
+
   hear-validator hear_jax.hear.naive
 
   model = load_model()                           # torch.nn.Module
