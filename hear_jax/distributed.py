@@ -19,7 +19,9 @@ them); this module makes them one job:
                                    coordinator and the process ids itself)
 
 With none of them set the run is one process and every function here is
-trivial. A process that dies (killed, crashed, host lost) stops sending
+trivial. A process that fails (`fail`) tells the others before it exits:
+each prints one line naming it and why, and exits too, wherever it was
+(even inside a collective with the failed process). A process that dies (killed, crashed, host lost) stops sending
 heartbeats; JAX's coordination service then stops every other process with a
 message naming it, within `heartbeat_seconds`. A process that is alive but
 never arrives at a meeting point (stuck, or on another code path) makes the
@@ -40,6 +42,8 @@ import os
 import re
 import socket
 import sys
+import threading
+import time
 from typing import Callable, ContextManager, Iterator, Mapping, TypeVar
 
 import jax
@@ -142,20 +146,114 @@ def initialize(*, timeout_seconds: float, heartbeat_seconds: float,
                jax.process_index(), jax.process_count(), socket.gethostname(),
                jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
+  _start_failure_watch()
   return True
 
 
 def leave(status: int) -> None:
   """Ends this process with `status` now. In a multi-process job a failed
   process must not wait in JAX's exit handshake for peers that wait for it
-  at a meeting point: it exits at once, and the peers are stopped by the
-  coordination service (heartbeats) or the launcher."""
+  at a meeting point: it exits at once (after `fail` has told them)."""
   if not _joined():
     sys.exit(status)
+  _exit(status)
+
+
+def _exit(status: int) -> None:
   sys.stdout.flush()
   sys.stderr.flush()
   logging.shutdown()
   os._exit(status)  # pylint: disable=protected-access
+
+
+# How a failure reaches every process. The failed process writes one line
+# under _FAILURE_KEY in the coordination service's key-value store; a thread
+# in every process waits for that key, prints the line, acknowledges it and
+# exits. The failed process waits (up to _ACK_SECONDS) for the
+# acknowledgements before it exits, and process 0 always exits last: it
+# hosts the coordination service, whose end makes every process still
+# connected abort natively, with a stack dump instead of a line.
+_FAILURE_KEY = "hear_jax/failure"
+_ACK_KEY = "hear_jax/failure_seen/{}"
+_POLL_SECONDS = 0.25
+_ACK_SECONDS = 10.0
+_leaving = threading.Event()  # this process is on its way out
+
+
+def fail(message: str, status: int) -> None:
+  """Reports `message` as this run's one error line and ends the process.
+
+  In a multi-process job the other processes are told first: each prints
+  `hear_jax: error: process i/n failed: <message>` and exits with 1. A
+  process already leaving because another failed prints nothing more."""
+  line = " ".join(message.split())
+  if _joined() and _leaving.is_set():
+    # Another process failed first; the watch thread is printing its line
+    # and ends this process.
+    threading.Event().wait()
+  _leaving.set()
+  print(f"hear_jax: error: {line}", file=sys.stderr, flush=True)
+  if _joined() and process_count() > 1:
+    _tell_the_others(line)
+  leave(status)
+
+
+def _tell_the_others(line: str) -> None:
+  client = _client()
+  try:
+    client.key_value_set(_FAILURE_KEY, f"{_where()} failed: {line}")
+  except jax.errors.JaxRuntimeError:
+    return  # another process failed at the same time and told everyone
+  _wait_for_acknowledgements(client)
+
+
+def _wait_for_acknowledgements(client) -> None:
+  others = [i for i in range(jax.process_count())
+            if i != jax.process_index()]
+  deadline = time.monotonic() + _ACK_SECONDS
+  while others and time.monotonic() < deadline:
+    waiting = []
+    for i in others:
+      try:
+        client.key_value_try_get(_ACK_KEY.format(i))
+      except jax.errors.JaxRuntimeError:
+        waiting.append(i)
+    others = waiting
+    time.sleep(0.02)
+  if jax.process_index() == 0:
+    time.sleep(2 * _POLL_SECONDS)  # the others' exits, after their acks
+
+
+def _start_failure_watch() -> None:
+  client = _client()
+
+  def watch() -> None:
+    while not _leaving.is_set():
+      try:
+        line = client.blocking_key_value_get(_FAILURE_KEY,
+                                             int(_POLL_SECONDS * 1000))
+      except jax.errors.JaxRuntimeError:
+        # No failure yet, or the service is going away at a normal exit.
+        _leaving.wait(_POLL_SECONDS / 5)
+        continue
+      if _leaving.is_set():
+        return  # this process is the one that failed
+      _leaving.set()
+      print(f"hear_jax: error: {line}", file=sys.stderr, flush=True)
+      try:
+        client.key_value_set(_ACK_KEY.format(jax.process_index()), "")
+      except jax.errors.JaxRuntimeError:
+        pass
+      if jax.process_index() == 0:
+        _wait_for_acknowledgements(client)
+      _exit(1)
+
+  threading.Thread(target=watch, name="hear_jax failure watch",
+                   daemon=True).start()
+  # A normal exit stops the watch before JAX's own exit handler shuts the
+  # client down (atexit runs handlers last-registered first).
+  import atexit  # pylint: disable=g-import-not-at-top
+  atexit.register(_leaving.set)
 
 
 def _joined() -> bool:

@@ -9,7 +9,6 @@ Each config file's docstring shows its command and what it prints.
 from __future__ import annotations
 
 import re
-import sys
 import traceback
 
 from absl import app
@@ -51,20 +50,20 @@ def main(argv: list[str]) -> None:
     # hear_jax reports bad data, models and configs as one-line ValueErrors
     # naming the file or field; a user needs that line, not a traceback.
     _fail(str(e), 1)
-  except Exception:  # pylint: disable=broad-except
+  except Exception as e:  # pylint: disable=broad-except
     if distributed.process_count() == 1:
       raise
     # A bug in one of several processes: its traceback, then out at once,
     # not into JAX's exit handshake with peers that wait for it.
     traceback.print_exc()
-    distributed.leave(1)
+    first = (str(e).strip().splitlines() or [""])[0]
+    distributed.fail(f"{type(e).__name__}: {first}", 1)
   if distributed.is_main():
     print(table)
 
 
 def _fail(message: str, status: int) -> None:
-  print(f"hear_jax: error: {' '.join(message.split())}", file=sys.stderr)
-  distributed.leave(status)
+  distributed.fail(message, status)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

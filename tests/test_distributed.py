@@ -309,6 +309,65 @@ def test_a_dead_peer_stops_the_others_within_the_heartbeat(tmp_path):
           or "Task 1 heartbeat timeout" in out), out
 
 
+_FAILING = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from jax.experimental import multihost_utils
+    from hear_jax import distributed
+    distributed.initialize(timeout_seconds=60, heartbeat_seconds=60)
+    distributed.barrier("start", timeout_seconds=30)
+    if distributed.process_index() == int(sys.argv[1]):
+      time.sleep(1)  # the others are inside the collective by then
+      with open(sys.argv[2], "w") as f:
+        f.write(repr(time.time()))
+      distributed.fail("bad clip x.wav: 3 channels", 1)
+    # A collective the failed process never joins.
+    multihost_utils.process_allgather(np.ones(3))
+    time.sleep(120)
+    """)
+
+
+@pytest.mark.parametrize("processes,failing", [(2, 1), (2, 0), (3, 1)])
+def test_a_failure_is_one_line_on_every_process(tmp_path, processes,
+                                                failing):
+  port = subprocess.run(
+      [sys.executable, "-c", "import socket; s = socket.socket(); s.bind(("
+       "'127.0.0.1', 0)); print(s.getsockname()[1])"],
+      capture_output=True, text=True, check=True).stdout.strip()
+  procs = []
+  for i in range(processes):
+    env = dict(os.environ, HEAR_JAX_COORDINATOR=f"127.0.0.1:{port}",
+               HEAR_JAX_NUM_PROCESSES=str(processes),
+               HEAR_JAX_PROCESS_ID=str(i), JAX_PLATFORMS="cpu",
+               PYTHONUNBUFFERED="1")
+    env.pop("XLA_FLAGS", None)
+    with open(tmp_path / f"p{i}.log", "w") as out:  # the child keeps a copy
+      procs.append(subprocess.Popen(
+          [sys.executable, "-c", _FAILING, str(failing),
+           str(tmp_path / "failed_at")], cwd=REPO, env=env, stdout=out,
+          stderr=subprocess.STDOUT))
+  try:
+    statuses = [p.wait(timeout=120) for p in procs]
+    ended = time.time()
+  finally:
+    for p in procs:
+      p.kill()
+      p.wait()
+  # At once, not after the 60 s heartbeat or a timeout.
+  waited = ended - float((tmp_path / "failed_at").read_text())
+  for i in range(processes):
+    out = (tmp_path / f"p{i}.log").read_text()
+    lines = [l for l in out.splitlines() if l.strip()
+             and not l.startswith("[Gloo]")]
+    expected = ("hear_jax: error: bad clip x.wav: 3 channels" if i == failing
+                else f"hear_jax: error: process {failing}/{processes} failed:"
+                " bad clip x.wav: 3 channels")
+    # One line, no native abort or stack dump.
+    assert lines == [expected], out
+    assert statuses[i] == 1, out
+  assert waited < 20
+
+
 def test_shares_tile_the_examples():
   for n in (0, 1, 5, 72, 1001):
     for count in (1, 2, 3, 8):
