@@ -218,6 +218,8 @@ class TaskOutcome:
   the fitted head (or `knn.KnnFit`, `ridge.RidgeFit`) that was tested.
   `predicted_events` / `reference_events`: per test split, the event task's
   `{clip: [{"label", "start", "end"}]}` (ms); empty otherwise.
+  `test_probs`: per test split, the tested head's probabilities [rows, C]
+  (clips, or frames of event tasks, in the split's order).
   """
 
   doc: dict[str, Any]
@@ -228,6 +230,7 @@ class TaskOutcome:
   fits: dict[str, trainer.FitResult | knn.KnnFit | ridge.RidgeFit]
   predicted_events: dict[str, dict[str, list[dict[str, Any]]]]
   reference_events: dict[str, dict[str, list[dict[str, Any]]]]
+  test_probs: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def planned_member_epochs(info: TaskInfo,
@@ -405,7 +408,7 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
   ridge_alphas = {}
   per_split, selected, postprocessing = {}, None, []
   grid_fits, selected_index, fits_by_split = (), 0, {}
-  predicted, reference = {}, {}
+  predicted, reference, test_probs = {}, {}, {}
   plans = data_splits(info)
   for i, plan in enumerate(plans):
     start = time.perf_counter()
@@ -454,6 +457,7 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
       prediction = trainer.predict_split(best, trained.x, trained.y,
                                          rows=trained.rows[plan.test])
     scores = _test_metrics(info, test, prediction.probs, chosen)
+    test_probs[plan.test] = prediction.probs
     if info.embedding_type == "event":
       predicted[plan.test] = _predicted_events(info, test, prediction.probs,
                                                chosen)
@@ -479,4 +483,4 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
       doc=doc, grid=grid_fits, selected=selected_index,
       monitor=info.primary_metric if use_scoring else "valid_loss",
       maximize=maximize, fits=fits_by_split, predicted_events=predicted,
-      reference_events=reference)
+      reference_events=reference, test_probs=test_probs)
