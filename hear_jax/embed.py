@@ -53,7 +53,9 @@ class SplitEmbeddings:
   """One split's embeddings and what the probe needs to build its targets."""
 
   ids: tuple[str, ...]
-  x: np.ndarray  # float32 [clips, D] (scene) or [frames, D] (event)
+  # float32 [clips, D] (scene) or [frames, D] (event); [L, rows, D] for a
+  # model with L layers (`EmbeddingModel.layer_names`).
+  x: np.ndarray
   labels: tuple[tuple[str, ...], ...]  # per clip (scene tasks)
   events: tuple[tuple[dict[str, Any], ...], ...]  # per clip, ms (event tasks)
   file_index: np.ndarray | None = None  # int32 [frames]: row -> clip
@@ -67,8 +69,8 @@ def packed_splits(splits: Mapping[str, SplitEmbeddings]
   (`aligned_rows.packed_rows`): a probe on one CPU device then uses the
   embeddings where they are, without a second copy. The caller drops the
   old splits, so the embeddings stay in memory once."""
-  if not splits:
-    return {}
+  if not splits or any(s.x.ndim != 2 for s in splits.values()):
+    return dict(splits)  # layered [L, N, D] rows: packed per layer later
   views = aligned_rows.packed_rows([s.x for s in splits.values()])
   return {name: dataclasses.replace(s, x=view)
           for (name, s), view in zip(splits.items(), views)}
@@ -185,6 +187,7 @@ def embed_split(
     fn = jax.jit(fn)
   # A host model (torch bridge) runs where it runs: one batch at a time.
   per_batch = len(devices) if model.jittable else 1
+  layers = len(model.layer_names)
   clips = [to_model_rate(a, task.sample_rate, model.sample_rate)
            for a in split.audio]
   by_length: dict[int, list[int]] = {}
@@ -204,19 +207,21 @@ def embed_split(
       ids = [split.ids[i] for i in chunk]
       if event:
         emb, ts = fn(params, audio)
-        emb, ts = np.asarray(emb), np.asarray(ts)
-        _check_output(model, task.name, "timestamp", emb,
+        emb, ts = _batch_first(model, np.asarray(emb), layers), np.asarray(ts)
+        one = emb[:, 0] if layers else emb  # layer 0 shows the layout
+        _check_output(model, task.name, "timestamp", one,
                       model.timestamp_embedding_size, batch_no, size)
         _check_values(model, task.name, "timestamp", emb[:len(chunk)],
                       batch_no, ids)
-        _check_timestamps(model, task.name, emb, ts, batch_no,
+        _check_timestamps(model, task.name, one, ts, batch_no,
                           1000.0 * length / model.sample_rate, ids)
         ts = ts.astype(np.float64)
         for row, i in enumerate(chunk):
           outputs[i] = (emb[row], ts[row])
       else:
-        emb = np.asarray(fn(params, audio))
-        _check_output(model, task.name, "scene", emb,
+        emb = _batch_first(model, np.asarray(fn(params, audio)), layers)
+        _check_output(model, task.name, "scene",
+                      emb[:, 0] if layers else emb,
                       model.scene_embedding_size, batch_no, size)
         _check_values(model, task.name, "scene", emb[:len(chunk)], batch_no,
                       ids)
@@ -229,7 +234,9 @@ def embed_split(
   seconds = sum(len(c) for c in clips) / model.sample_rate
   if not event:
     x = np.stack(outputs).astype(np.float32) if outputs else np.zeros(
-        (0, model.scene_embedding_size), np.float32)
+        (0, *([layers] if layers else []), model.scene_embedding_size),
+        np.float32)
+    x = np.moveaxis(x, 0, 1) if layers else x  # [L, clips, D]
     return SplitEmbeddings(split.ids, x, split.labels, split.events,
                            audio_seconds=seconds)
   if not outputs:  # an empty share of a split (more processes than clips)
@@ -237,12 +244,26 @@ def embed_split(
         (0, model.timestamp_embedding_size), np.float32), split.labels,
                            split.events, np.zeros(0, np.int32),
                            np.zeros(0, np.float64), audio_seconds=0.0)
-  x = np.concatenate([e for e, _ in outputs]).astype(np.float32)
+  # Frames are the second-to-last axis, also of layered [L, F, D] clips.
+  x = np.concatenate([e for e, _ in outputs], axis=-2).astype(np.float32)
   file_index = np.concatenate([np.full(len(t), i, np.int32)
                                for i, (_, t) in enumerate(outputs)])
   timestamps = np.concatenate([t for _, t in outputs])
   return SplitEmbeddings(split.ids, x, split.labels, split.events, file_index,
                          timestamps, audio_seconds=seconds)
+
+
+def _batch_first(model: EmbeddingModel, emb: np.ndarray,
+                 layers: int) -> np.ndarray:
+  """A layered model's [L, B, ...] output as [B, L, ...] (rows first, like
+  a one-layer model's); a one-layer model's output as it is."""
+  if not layers:
+    return emb
+  if emb.ndim < 1 or emb.shape[0] != layers:
+    raise ValueError(f"model {model.name!r}: output {emb.shape} lacks its"
+                     f" leading axis of {layers} layers"
+                     f" ({', '.join(model.layer_names)})")
+  return np.moveaxis(emb, 0, 1)
 
 
 _PARAMS_DIGESTS: dict[int, tuple[Any, str]] = {}
@@ -382,19 +403,21 @@ def load_embeddings(path: str, fingerprint: str) -> SplitEmbeddings | None:
 def _check_consistent(emb: SplitEmbeddings) -> None:
   """Rows, clips and frame indices agree (a file can be whole but wrong)."""
   n = len(emb.ids)
-  if emb.x.ndim != 2 or emb.x.dtype != np.float32:
-    raise ValueError(f"x is {emb.x.dtype} {emb.x.shape}, not float32 [N, D]")
+  if emb.x.ndim not in (2, 3) or emb.x.dtype != np.float32:
+    raise ValueError(f"x is {emb.x.dtype} {emb.x.shape}, not float32 [N, D]"
+                     " or [layers, N, D]")
+  rows = emb.x.shape[-2]
   if len(emb.labels) != n or len(emb.events) != n:
     raise ValueError(f"{n} ids but {len(emb.labels)} labels and"
                      f" {len(emb.events)} event lists")
   if emb.file_index is None:
-    if len(emb.x) != n:
-      raise ValueError(f"{len(emb.x)} rows for {n} clips")
+    if rows != n:
+      raise ValueError(f"{rows} rows for {n} clips")
     return
-  if not (len(emb.file_index) == len(emb.timestamps_ms) == len(emb.x)):
-    raise ValueError(f"{len(emb.x)} rows, {len(emb.file_index)} file indices,"
+  if not (len(emb.file_index) == len(emb.timestamps_ms) == rows):
+    raise ValueError(f"{rows} rows, {len(emb.file_index)} file indices,"
                      f" {len(emb.timestamps_ms)} timestamps")
-  if len(emb.x) and not (0 <= emb.file_index.min()
+  if rows and not (0 <= emb.file_index.min()
                          and emb.file_index.max() < n):
     raise ValueError(f"file_index outside [0, {n})")
 

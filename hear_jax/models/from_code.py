@@ -50,9 +50,29 @@ def mean_scene_embeddings(params: interface.Params, audio: jax.Array, *,
                           timestamp_embeddings: interface.TimestampFn
                           ) -> jax.Array:
   """The scene embedding HEAR suggests: timestamp embeddings [B, F, D]
-  averaged over frames -> [B, D]."""
+  averaged over frames -> [B, D] (a layered model's [L, B, F, D] ->
+  [L, B, D])."""
   emb, _ = timestamp_embeddings(params, audio)
-  return jnp.mean(emb, axis=1)
+  return jnp.mean(emb, axis=-2)
+
+
+def _stacked_layers(params: interface.Params, audio: jax.Array, *,
+                    fn: Callable, names: tuple[str, ...]) -> Any:
+  """A function's dict of named layers as one [L, ...] array, in `names`
+  order (timestamp functions: the embeddings of (emb, t_ms))."""
+  out = fn(params, audio)
+  if isinstance(out, tuple):
+    emb, t_ms = out
+    return jnp.stack([emb[n] for n in names]), t_ms
+  return jnp.stack([out[n] for n in names])
+
+
+def _layer_names(emb: Any, layer_axis: bool) -> tuple[str, ...]:
+  """Names of a layered output: a dict's keys (in JAX's pytree order,
+  sorted), or "0".."L-1" for a leading layer axis; () for one layer."""
+  if isinstance(emb, dict):
+    return tuple(str(k) for k in emb)
+  return tuple(str(i) for i in range(emb.shape[0])) if layer_axis else ()
 
 
 def _float32_timestamp_outputs(params: interface.Params, audio: jax.Array, *,
@@ -102,7 +122,10 @@ def from_functions(
     timestamp_embeddings: `fn(params, audio [B, T]) -> (emb [B, F, D],
       t_ms [B, F])`, frame centres in ms, jittable (e.g. a Flax module's
       `apply`). Outputs that are not float32 (bf16 embeddings, integer
-      timestamps) are cast to float32, as the interface promises.
+      timestamps) are cast to float32, as the interface promises. Several
+      layers at once: emb [L, B, F, D] (layers "0".."L-1") or a dict of
+      named [B, F, D] layers (stacked in JAX's key order, sorted); every
+      layer is then scored (`hear_jax.evaluate`, `hear_jax.Evaluator`).
     params: the functions' first argument (e.g. a Flax module's variables).
     sample_rate: the audio rate the functions expect, in Hz.
     scene_embeddings: `fn(params, audio [B, T]) -> emb [B, D]`; default the
@@ -123,14 +146,31 @@ def from_functions(
   audio = jax.ShapeDtypeStruct(
       (_EXAMPLE_ROWS, int(EXAMPLE_SECONDS * sample_rate)), jnp.float32)
   out = jax.eval_shape(timestamp_embeddings, params, audio)
+  layer_names = ()
+  if (isinstance(out, (tuple, list)) and len(out) == 2
+      and isinstance(out[0], dict) and out[0]):
+    # Named layers: stacked into one leading layer axis, in key order.
+    layer_names = _layer_names(out[0], True)
+    if len({o.shape for o in out[0].values()}) != 1:
+      raise ValueError(f"{where}: the layers {list(layer_names)} must all "
+                       f"have one shape, got {_shape_text(out[0])}")
+    timestamp_embeddings = functools.partial(
+        _stacked_layers, fn=timestamp_embeddings, names=tuple(out[0]))
+    out = jax.eval_shape(timestamp_embeddings, params, audio)
+  elif (isinstance(out, (tuple, list)) and len(out) == 2
+        and isinstance(out[0], jax.ShapeDtypeStruct) and out[0].ndim == 4):
+    layer_names = _layer_names(out[0], True)
+  lead = 1 if layer_names else 0
   if not (isinstance(out, (tuple, list)) and len(out) == 2
           and all(isinstance(o, jax.ShapeDtypeStruct) for o in out)
-          and out[0].ndim == 3 and out[0].shape[:2] == out[1].shape
-          and out[0].shape[0] == _EXAMPLE_ROWS):
+          and out[0].ndim == 3 + lead
+          and out[0].shape[lead:lead + 2] == out[1].shape
+          and out[0].shape[lead] == _EXAMPLE_ROWS):
     raise ValueError(
         f"{where}: timestamp_embeddings(params, audio {list(audio.shape)}) "
         f"must return (emb [B, F, D], t_ms [B, F]) with B = "
-        f"{_EXAMPLE_ROWS}, got {_shape_text(out)}")
+        f"{_EXAMPLE_ROWS} (several layers: emb [L, B, F, D] or a dict of "
+        f"[B, F, D]), got {_shape_text(out)}")
   emb, t_ms = out
   if not (jnp.issubdtype(emb.dtype, jnp.floating)
           and (jnp.issubdtype(t_ms.dtype, jnp.floating)
@@ -140,29 +180,41 @@ def from_functions(
   if emb.dtype != jnp.float32 or t_ms.dtype != jnp.float32:
     timestamp_embeddings = functools.partial(_float32_timestamp_outputs,
                                              fn=timestamp_embeddings)
-  size = int(emb.shape[2])
+  size = int(emb.shape[-1])
   if scene_embeddings is None:
     scene_embeddings = functools.partial(
         mean_scene_embeddings, timestamp_embeddings=timestamp_embeddings)
     scene_size = size
   else:
     scene = jax.eval_shape(scene_embeddings, params, audio)
-    if not (isinstance(scene, jax.ShapeDtypeStruct) and scene.ndim == 2
-            and scene.shape[0] == _EXAMPLE_ROWS
+    if isinstance(scene, dict) and layer_names:
+      if _layer_names(scene, True) != layer_names:
+        raise ValueError(f"{where}: scene_embeddings gives layers "
+                         f"{list(scene)}, timestamp_embeddings "
+                         f"{list(layer_names)}")
+      scene_embeddings = functools.partial(
+          _stacked_layers, fn=scene_embeddings, names=tuple(scene))
+      scene = jax.eval_shape(scene_embeddings, params, audio)
+    if not (isinstance(scene, jax.ShapeDtypeStruct)
+            and scene.ndim == 2 + lead
+            and scene.shape[lead] == _EXAMPLE_ROWS
+            and scene.shape[:lead] == emb.shape[:lead]
             and jnp.issubdtype(scene.dtype, jnp.floating)):
       raise ValueError(
           f"{where}: scene_embeddings(params, audio {list(audio.shape)}) "
-          f"must return float emb [B, D] with B = {_EXAMPLE_ROWS}, got "
+          f"must return float emb [B, D] with B = {_EXAMPLE_ROWS} (several "
+          f"layers: [L, B, D], L as the timestamp embeddings'), got "
           f"{_shape_text(scene)}")
     if scene.dtype != jnp.float32:
       scene_embeddings = functools.partial(_float32_scene_outputs,
                                            fn=scene_embeddings)
-    scene_size = int(scene.shape[1])
+    scene_size = int(scene.shape[-1])
   return interface.EmbeddingModel(
       name=name, sample_rate=sample_rate, scene_embedding_size=scene_size,
       timestamp_embedding_size=size, params=params,
       timestamp_embeddings=timestamp_embeddings,
-      scene_embeddings=scene_embeddings, jittable=True)
+      scene_embeddings=scene_embeddings, jittable=True,
+      layer_names=layer_names)
 
 
 # --- torch ---------------------------------------------------------------------

@@ -11,6 +11,12 @@ functions of `(params, audio)`. It has the meaning of the HEAR 2021 common API:
 `audio` is float32 mono in [-1, 1] at `model.sample_rate`, all clips of a call
 the same length. JAX models are jittable (`jittable=True`); a model that runs
 on the host (e.g. a bridged torch module) says `jittable=False`.
+
+A model with several layers (`layer_names` not empty) returns every layer
+at once, with a leading layer axis: timestamp embeddings [L, B, F, D] (one
+t_ms [B, F] for all) and scene embeddings [L, B, D], layer i named
+`layer_names[i]`; every layer has the declared size. Evaluation scores
+each layer (`hear_jax.evaluate`, `hear_jax.Evaluator`).
 """
 
 from __future__ import annotations
@@ -37,3 +43,4 @@ class EmbeddingModel:
   timestamp_embeddings: TimestampFn
   scene_embeddings: SceneFn
   jittable: bool = True
+  layer_names: tuple[str, ...] = ()  # () : one layer, no layer axis
