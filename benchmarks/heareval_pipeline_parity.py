@@ -194,9 +194,11 @@ def _write_task_files_after(task: pathlib.Path, vocab: list[str],
 
 
 def make_event_task(root: pathlib.Path, counts: dict[str, int]) -> pathlib.Path:
-  """benchmarks/heareval_roundtrip.py's event task with `counts` clips."""
+  """benchmarks/heareval_roundtrip.py's event task with `counts` clips, at
+  44.1 kHz and (soxr HQ) 16 kHz."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import soundfile as sf  # pylint: disable=g-import-not-at-top
+  import soxr  # pylint: disable=g-import-not-at-top
   rate, duration = 44100, 3.0
   name = "parity_events"
   task = root / f"{name}-0.1-full"
@@ -224,6 +226,10 @@ def make_event_task(root: pathlib.Path, counts: dict[str, int]) -> pathlib.Path:
                        "end": round(end * 1000, 3)})
       wav = f"{split}_{i:03d}.wav"
       sf.write(task / str(rate) / split / wav, np.clip(audio, -1, 1), rate,
+               subtype="PCM_16")
+      low = soxr.resample(audio, rate, 16000, quality="HQ")
+      (task / "16000" / split).mkdir(parents=True, exist_ok=True)
+      sf.write(task / "16000" / split / wav, np.clip(low, -1, 1), 16000,
                subtype="PCM_16")
       entries[split][wav] = events
   (task / "task_metadata.json").write_text(json.dumps(meta, indent=1))
@@ -393,6 +399,30 @@ def hear_jax_run(ctx: dict[str, Any], model: str | None, path: pathlib.Path,
   return cached(record, compute)
 
 
+def hear_jax_export(ctx: dict[str, Any], model: str, task: pathlib.Path
+                    ) -> pathlib.Path:
+  """hear_jax's `model` embeddings of `task` in hear-eval-kit's layout
+  (--config.export_heareval=True; its probe runs on the faster grid, one
+  point, and is not used)."""
+  workdir = ctx["work"] / "hear_jax_export" / model
+  out = workdir / "heareval" / model / task.name
+  record = ctx["work"] / "results" / f"hear_jax_export.{model}.{task.name}.json"
+
+  def compute():
+    shutil.rmtree(workdir, ignore_errors=True)
+    seconds = run([sys.executable, "-m", "hear_jax.main",
+                   f"--config=configs/hear.py:{task}", f"--workdir={workdir}",
+                   f"--config.data_dir={ctx['work'] / 'tfds'}",
+                   f"--config.model={model}", "--config.export_heareval=True",
+                   "--config.probe.grid=faster", "--config.probe.grid_points=1"],
+                  ctx["logs"] / f"hear_jax_export.{model}.{task.name}.log",
+                  cwd=ctx["hear_jax_repo"])
+    return {"process_s": seconds, "dir": str(out)}
+
+  cached(record, compute)
+  return out
+
+
 # --- A: whole pipeline -------------------------------------------------------
 
 
@@ -467,7 +497,10 @@ def seeds(ctx: dict[str, Any], tasks: dict[str, pathlib.Path]) -> None:
   rows = []
   for key in args.seed_tasks:
     task = tasks[key]
-    emb = kit_embed(ctx, "naive_librosa_shim", task)
+    if key == "events" and args.event_embeddings != "naive":
+      emb = hear_jax_export(ctx, args.event_embeddings, task)
+    else:
+      emb = kit_embed(ctx, "naive_librosa_shim", task)
     kit_scores, hj_scores = [], []
     for i in range(args.seeds):
       tag = f"{task.name}.{args.grid}{args.grid_points}"
@@ -480,6 +513,7 @@ def seeds(ctx: dict[str, Any], tasks: dict[str, pathlib.Path]) -> None:
     ksd = statistics.stdev(kit_scores) if len(kit_scores) > 1 else 0.0
     hsd = statistics.stdev(hj_scores) if len(hj_scores) > 1 else 0.0
     rows.append({"task": task.name, "clips": clip_count(task),
+                 "embeddings": emb.parent.name,
                  "metric": json.loads((task / "task_metadata.json")
                                       .read_text())["evaluation"][0],
                  "grid": f"{args.grid}/{args.grid_points}",
@@ -488,11 +522,12 @@ def seeds(ctx: dict[str, Any], tasks: dict[str, pathlib.Path]) -> None:
                  "kit_mean": km, "kit_std": ksd, "hear_jax_mean": hm,
                  "hear_jax_std": hsd, "diff": abs(hm - km),
                  "agree": abs(hm - km) <= max(ksd, hsd)})
-  print("\n| task (clips) | metric | grid | hear-eval-kit mean ± std | "
-        "hear_jax mean ± std | |diff| | within larger std |")
-  print("|---|---|---|---|---|---|---|")
+  print("\n| task (clips) | embeddings | metric | grid | hear-eval-kit mean "
+        "± std | hear_jax mean ± std | |diff| | within larger std |")
+  print("|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['task']} ({r['clips']}) | {r['metric']} | {r['grid']} | "
+    print(f"| {r['task']} ({r['clips']}) | {r['embeddings']} | {r['metric']} "
+          f"| {r['grid']} | "
           f"{r['kit_mean']:.4f} ± {r['kit_std']:.4f} | {r['hear_jax_mean']:.4f}"
           f" ± {r['hear_jax_std']:.4f} | {r['diff']:.4f} | "
           f"{'yes' if r['agree'] else 'NO'} |")
@@ -519,14 +554,18 @@ def main() -> None:
                       help="clips of parity_pitch (36 pitches, 60/20/20)")
   parser.add_argument("--crepe_clips", type=int, default=108,
                       help="clips of parity_pitch_small (crepe's task)")
-  parser.add_argument("--event_clips", default="24,8,8",
+  parser.add_argument("--event_embeddings", default="melstats",
+                      help="--seeds: the event task's embeddings: `naive` "
+                      "(the kit's hearbaseline.naive) or a hear_jax model "
+                      "(exported in the kit's layout)")
+  parser.add_argument("--event_clips", default="48,16,16",
                       type=lambda s: [int(x) for x in s.split(",")])
   parser.add_argument("--grid", default="default",
                       choices=("default", "fast", "faster"))
   parser.add_argument("--grid_points", type=int, default=1)
   parser.add_argument("--seeds", type=int, default=0,
                       help="B: this many seeds of both probes instead of A")
-  parser.add_argument("--seed_tasks", default="events,pitch",
+  parser.add_argument("--seed_tasks", default="events,spoken_digit",
                       type=lambda s: s.split(","))
   args = parser.parse_args()
   for m in args.models:

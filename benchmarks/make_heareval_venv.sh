@@ -12,7 +12,9 @@
 #     tasks with KeyError in epoch_best_postprocessing),
 #   * setuptools<81 (dcase_util and sed_eval import pkg_resources),
 #   * a TensorFlow stub in <venv>/tfstub: heareval.embeddings.runner imports
-#     TF at top level; torch-only models never use it.
+#     TF at top level; torch-only models never use it,
+#   * torchcrepe 0.0.24 (for hearbaseline.torchcrepe) with a torchaudio stub
+#     in <venv>/tfstub.
 # Run the kit with PYTHONPATH=<venv>/tfstub (embeddings runner) and
 # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (predictions runner: Lightning 1.6
 # checkpoints are not weights-only); benchmarks/heareval_roundtrip.sh does.
@@ -31,6 +33,9 @@ PIP=("$VENV/bin/pip" install --disable-pip-version-check -q)
   python-slugify sed-eval soundfile torchinfo tqdm scikit-learn librosa \
   "setuptools<81" torch==2.13.0
 "${PIP[@]}" "pytorch-lightning==1.6.5.post0" torch==2.13.0
+# hearbaseline.torchcrepe (benchmarks/heareval_pipeline_parity.py's crepe
+# row); torchaudio has no release for torch 2.13, so it gets a stub below.
+"${PIP[@]}" --no-deps torchcrepe==0.0.24 resampy==0.4.3
 
 # TensorFlow stub: enough for torch-only HEAR modules (isinstance(model,
 # tf.Module) is then always false, which is right).
@@ -51,6 +56,18 @@ class test:  # noqa: N801 (mirrors tf.test)
 
 def convert_to_tensor(*args, **kwargs):
   raise RuntimeError("TensorFlow is stubbed out in this environment")
+EOF
+
+# torchaudio stub: torchcrepe imports torchaudio for torchcrepe.load.audio
+# only, which hearbaseline.torchcrepe never calls.
+mkdir -p "$VENV/tfstub/torchaudio"
+cat > "$VENV/tfstub/torchaudio/__init__.py" <<'EOF'
+"""Stand-in for torchaudio (no release for torch 2.13): torchcrepe imports it
+for torchcrepe.load.audio only, which hearbaseline.torchcrepe never calls."""
+
+
+def load(*args, **kwargs):
+  raise RuntimeError("torchaudio is stubbed out in this environment")
 EOF
 
 # hearbaseline.naive calls librosa.filters.mel positionally, which librosa
