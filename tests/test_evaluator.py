@@ -1,6 +1,7 @@
 """hear_jax.Evaluator: compile once, same numbers every call, every layer."""
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -108,13 +109,22 @@ def test_per_layer_scores_equal_each_layer_alone(evaluator):
   assert len(rows) == LAYERS * len(TASKS)
 
 
-def test_layers_through_evaluate_equal_the_evaluator():
+def test_layers_through_evaluate_equal_the_evaluator(tmp_path):
   params = _params()
   layered = from_functions(_layered, params, sample_rate=16000, name="deep")
+  workdir = tmp_path / "work"
   results = hear_jax.evaluate(layered, ["demo/pitch/tiny"], probe="ridge",
-                              layer=1)
+                              layer=1, workdir=str(workdir))
   r = results["demo_pitch"]
   assert r.layer == "1" and r.score == r.layers["1"].score
+  # The leaderboard reports the chosen layer; the report lists every layer.
+  assert f"| deep | demo_pitch | pitch_acc | {r.score:.4f} |" in (
+      workdir / "leaderboard.md").read_text()
+  layers = json.loads((workdir / "deep" / "demo_pitch" / "layers.json")
+                      .read_text())
+  assert [l["layer"] for l in layers["layers"]] == ["0", "1", "2", "3"]
+  assert layers["chosen"] == "1"
+  assert "<h2>Layers</h2>" in (workdir / "report.html").read_text()
   evaluator = hear_jax.Evaluator(["demo/pitch/tiny"], probe="ridge")
   scalars = evaluator.run(layered)
   for name, layer in r.layers.items():
@@ -153,7 +163,6 @@ def test_eight_host_devices_and_a_mesh():
   proc = subprocess.run([sys.executable, "-c", _MESH_SCRIPT], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  import json  # pylint: disable=g-import-not-at-top
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   for key, value in out["one"].items():
     if not key.endswith("seconds"):

@@ -199,6 +199,36 @@ def task_section(r: TaskResult, fig_dir: str, rel: str) -> str:
           f"<div class=\"figures\">{images}</div>{log_note}")
 
 
+LAYERS_FILE = "layers.json"  # written by hear_jax.evaluation per layered model
+
+
+def layers_section(results: Sequence[TaskResult]) -> str:
+  """Per model x task with several layers: every layer's score, the best
+  one and the one the leaderboard reports ("" if no model has layers)."""
+  rows = []
+  for r in results:
+    doc = task_files.read_json(os.path.join(r.directory, LAYERS_FILE)) if (
+        r.directory) else None
+    if not isinstance(doc, dict) or not doc.get("layers"):
+      continue
+    finite = [l for l in doc["layers"] if l["score"] == l["score"]]
+    sign = 1 if r.higher_is_better else -1
+    best = max(finite, key=lambda l: sign * l["score"])["layer"] if (
+        finite) else None
+    for l in doc["layers"]:
+      notes = [n for n, on in (("best", l["layer"] == best),
+                               ("leaderboard", l["layer"] == doc["chosen"]))
+               if on]
+      std = l.get("score_std")
+      rows.append([r.model, r.task, str(l["layer"]), r.metric,
+                   _fmt(l["score"], ".4f") + (f" ± {std:.4f}" if std
+                                              else ""), ", ".join(notes)])
+  if not rows:
+    return ""
+  return "<h2>Layers</h2>" + _table(
+      ["model", "task", "layer", "metric", "score", ""], rows)
+
+
 def write_report(workdir: str) -> str:
   """Writes `<workdir>/report.html` and its figures; returns the path."""
   results = task_files.scan_workdir(workdir)
@@ -208,7 +238,8 @@ def write_report(workdir: str) -> str:
   fig_dir = os.path.join(workdir, FIGURE_DIR)
   os.makedirs(fig_dir, exist_ok=True)
   body = [leaderboard_section(results, fig_dir, FIGURE_DIR),
-          compute_section(results), "<h2>Training</h2>"]
+          layers_section(results), compute_section(results),
+          "<h2>Training</h2>"]
   body += [task_section(r, fig_dir, FIGURE_DIR) for r in results]
   return _write(os.path.join(workdir, REPORT_FILE),
                 _page(f"hear_jax report: {workdir}", "\n".join(body)))
