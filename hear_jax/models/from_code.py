@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,7 @@ import numpy as np
 
 from hear_jax.models import interface
 from hear_jax.models import torch_bridge  # imports torch only when called
+from hear_jax.models import torch_layers
 
 # Length of the example audio the sizes are inferred from. jax.eval_shape
 # runs nothing, so the length costs nothing there; torch modules without
@@ -254,6 +255,7 @@ def from_torch(
     name: str | None = None,
     batch_samples: int = torch_bridge.HEAR_BATCH_SAMPLES,
     device: str | None = None,
+    layers: Sequence[int | str] | None = None,
 ) -> interface.EmbeddingModel:
   """An `EmbeddingModel` from a `torch.nn.Module` in memory, through the
   HEAR bridge (`torch_bridge.wrap_module`) that `hear:` specs use.
@@ -286,6 +288,13 @@ def from_torch(
       `module.get_scene_embeddings(audio)` if it exists, else the timestamp
       embeddings' mean over frames.
     name: the model's name; default "torch:<class name>".
+    layers: for a module that can return its hidden states: the timestamp
+      function returns (hidden states, t_ms), the states a list/tuple or
+      dict of [B, F, D] tensors (or one [L, B, F, D] tensor), and `layers`
+      picks which, by index or key (`torch_layers`); the model then has
+      those layers (`layer_names`), and its default scene embedding is each
+      layer's mean over frames (a `scene_embeddings` function returns
+      hidden states [B, D] too).
     batch_samples: most samples (clips x length) per call into torch;
       default hear-eval-kit's batch rule.
     device: torch device; default the module's own (that of its first
@@ -341,6 +350,17 @@ def from_torch(
                        " method; pass timestamp_embeddings=fn(audio, module)")
     timestamp_embeddings = functools.partial(
         _method, method="get_timestamp_embeddings")
+  if layers is not None:
+    layers = torch_layers.check_layers(where, layers)
+    timestamp_embeddings = functools.partial(
+        torch_layers.hidden_timestamp_states, fn=timestamp_embeddings,
+        layers=layers)
+    scene_embeddings = (
+        functools.partial(torch_layers.mean_over_frames,
+                          fn=timestamp_embeddings)
+        if scene_embeddings is None else functools.partial(
+            torch_layers.hidden_scene_states, fn=scene_embeddings,
+            layers=layers))
   if scene_embeddings is None:
     if callable(getattr(module, "get_scene_embeddings", None)):
       scene_embeddings = functools.partial(_method,
@@ -364,19 +384,31 @@ def from_torch(
       get_scene_embeddings=scene_embeddings,
       batch_samples=batch_samples,
       device=device or _torch_device(module))
+  lead = 0
+  if layers is not None:
+    lead = 1  # the bridge's [b, L, ...] outputs, layer axis moved first
+    model = dataclasses.replace(
+        model, layer_names=torch_layers.layer_names(layers),
+        timestamp_embeddings=functools.partial(
+            torch_layers.layers_first_timestamps,
+            fn=model.timestamp_embeddings),
+        scene_embeddings=functools.partial(
+            torch_layers.layers_first_scene, fn=model.scene_embeddings))
   if None in sizes.values():
     silence = np.zeros((1, int(EXAMPLE_SECONDS * sample_rate)), np.float32)
     if sizes["timestamp_embedding_size"] is None:
       emb, _ = model.timestamp_embeddings(model.params, silence)
-      if emb.ndim != 3:
-        raise ValueError(f"{where}: timestamp embeddings must be [B, F, D], "
-                         f"got shape {tuple(emb.shape)}")
-      sizes["timestamp_embedding_size"] = int(emb.shape[2])
+      if emb.ndim != 3 + lead:
+        raise ValueError(f"{where}: timestamp embeddings must be [B, F, D]"
+                         f"{' per layer' if lead else ''}, got shape "
+                         f"{tuple(emb.shape)}")
+      sizes["timestamp_embedding_size"] = int(emb.shape[-1])
     if sizes["scene_embedding_size"] is None:
       scene = model.scene_embeddings(model.params, silence)
-      if scene.ndim != 2:
-        raise ValueError(f"{where}: scene embeddings must be [B, D], got "
-                         f"shape {tuple(scene.shape)}")
-      sizes["scene_embedding_size"] = int(scene.shape[1])
+      if scene.ndim != 2 + lead:
+        raise ValueError(f"{where}: scene embeddings must be [B, D]"
+                         f"{' per layer' if lead else ''}, got shape "
+                         f"{tuple(scene.shape)}")
+      sizes["scene_embedding_size"] = int(scene.shape[-1])
     model = dataclasses.replace(model, **sizes)
   return model
