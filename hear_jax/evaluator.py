@@ -46,6 +46,7 @@ from hear_jax import embed
 from hear_jax import evaluation
 from hear_jax import progress
 from hear_jax import task_stages
+from hear_jax.data import hearpreprocess
 from hear_jax.data import task_specs
 from hear_jax.data.task import SplitAudio, Task, TaskInfo
 from hear_jax.evaluation_results import (LayerScore, Results, TaskResult,
@@ -190,13 +191,16 @@ class Evaluator:
 
   def _prepare(self, spec: str, data_dir: str,
                times: progress.RunTimes) -> Task:
+    """The task's dataset at the rate the models read (as `evaluate`
+    picks it: the models' own, else resampled from the best other)."""
     rate = self.config.task_sample_rate
-    if rate is None:
-      rates = task_specs.audio_rates(spec)
-      probe_model = EmbeddingModel("evaluator", self.sample_rate, 1, 1, None,
-                                   None, None)
-      rate = task_stages.audio_rate("Evaluator", probe_model, spec, rates,
-                                    None)
+    rates = () if rate is not None else task_specs.audio_rates(spec)
+    if rates:
+      rate = hearpreprocess.rate_for_model(rates, self.sample_rate)
+      if rate != self.sample_rate:
+        logging.warning("task %s has no %d Hz audio (rates: %s): resampling"
+                        " from %d Hz", spec, self.sample_rate,
+                        ", ".join(map(str, rates)), rate)
     return task_stages.prepare_task(spec, rate, data_dir, self.config,
                                     times)[1]
 
