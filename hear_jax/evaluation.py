@@ -32,6 +32,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import ml_collections
 
+from hear_jax import compile_cache
 from hear_jax import distributed
 from hear_jax import embed
 from hear_jax import progress
@@ -44,6 +45,7 @@ from hear_jax.data.task import Task
 from hear_jax.evaluation_results import (LayerScore, Results, TaskResult,
                                          layer_score)
 from hear_jax.models.interface import EmbeddingModel
+from hear_jax.probe import layers as probe_layers
 from hear_jax.report import task_files
 
 ModelLike = EmbeddingModel | str
@@ -265,6 +267,8 @@ def _evaluate(models: dict[str, EmbeddingModel], tasks: Sequence[TaskLike],
       layer_index(model, layer)  # a wrong layer fails before any work
   if workdir is not None:
     os.makedirs(workdir, exist_ok=True)
+  # Programs compiled by an earlier run (or task) are loaded, not compiled.
+  compile_cache.enable(compile_cache.directory(config))
   out: list[TaskResult] = []
   times, seen_tasks = progress.RunTimes(), {}
   with data_directory(config, workdir) as data_dir:
@@ -397,6 +401,18 @@ def _probe_layers(model: EmbeddingModel, task: Task,
   the leaderboard's), and `layers.json` lists every layer's score."""
   chosen = layer_index(model, layer)
   scores, docs, outcomes = {}, [], []
+  if out_dir is None:  # in memory: every layer at once (probe.layers)
+    outcomes = probe_layers.run_task_layers(
+        task.info, splits, config.probe,
+        task_stages.task_key(config, task.info.name), embedding_path="")
+    for name, outcome in zip(model.layer_names, outcomes):
+      if resampled_from is not None:
+        outcome.doc["audio_resampled_from"] = resampled_from
+      scores[name] = layer_score(name, outcome.doc, task.info.evaluation)
+    doc = dict(outcomes[chosen].doc, layer=model.layer_names[chosen])
+    return doc, outcomes[chosen], scores
+  # With a workdir, layer by layer: each layer's results are kept and a
+  # rerun reuses the finished ones.
   for i, name in enumerate(model.layer_names):
     layer_splits = embed.packed_splits(
         {s: dataclasses.replace(e, x=e.x[i]) for s, e in splits.items()})

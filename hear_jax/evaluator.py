@@ -52,6 +52,7 @@ from hear_jax.data.task import SplitAudio, Task, TaskInfo
 from hear_jax.evaluation_results import (LayerScore, Results, TaskResult,
                                          layer_score)
 from hear_jax.models.interface import EmbeddingModel
+from hear_jax.probe import layers as probe_layers
 from hear_jax.probe import protocol
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -301,10 +302,11 @@ class Evaluator:
       embed_seconds = time.perf_counter() - start
       layers: dict[str, LayerScore] = {}
       if model.layer_names:
-        for i, name in enumerate(model.layer_names):
-          layers[name] = layer_score(name, self._probe(info, {
-              s: dataclasses.replace(e, x=np.ascontiguousarray(e.x[i]))
-              for s, e in splits.items()}), info.evaluation)
+        outcomes = probe_layers.run_task_layers(
+            info, splits, self.config.probe,
+            task_stages.task_key(self.config, info.name), embedding_path="")
+        for name, outcome in zip(model.layer_names, outcomes):
+          layers[name] = layer_score(name, outcome.doc, info.evaluation)
         doc = layers[model.layer_names[chosen]].document
       else:
         doc = self._probe(info, splits)

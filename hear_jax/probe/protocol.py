@@ -395,10 +395,13 @@ def _fit_heads(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
 def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
                   probe_config: ml_collections.ConfigDict, key: jax.Array,
                   kind: str, *, embedding_path: str,
-                  trained: _TrainedHeads | None) -> TaskOutcome:
+                  trained: _TrainedHeads | None,
+                  ridge_fits: Sequence[Sequence[ridge.RidgeFit]] | None = None
+                  ) -> TaskOutcome:
   """One seed's run of the protocol with the probe `kind`: its `trained`
-  heads (`_fit_heads`) or, for kNN and ridge, fitted here, scored on the
-  test splits."""
+  heads (`_fit_heads`) or, for kNN and ridge, fitted here (ridge: or
+  `ridge_fits`, per data split, fitted already), scored on the test
+  splits."""
   multilabel, maximize = _multilabel(info), _maximize(info)
   use_scoring = _monitors_score(info)
   points = {"knn": list(knn.DEFAULT_KS),
@@ -422,6 +425,8 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
                            points if selected is None else [selected.k],
                            multilabel=multilabel, score_fn=score_fn,
                            maximize=maximize)
+      elif ridge_fits is not None:  # every layer's at once (probe.layers)
+        fits = ridge_fits[i]
       else:  # ridge: every split chooses its own alpha
         fits = ridge.fit_ridge(train.x, train.y, valid.x, valid.y, points,
                                multilabel=multilabel, score_fn=score_fn,

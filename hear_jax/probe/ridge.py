@@ -265,6 +265,64 @@ def fit_ridge(train_x: Any, train_y: Any, valid_x: Any, valid_y: Any,
   return fits
 
 
+@functools.partial(jax.jit, static_argnames=("dual",))
+def _factorize_layers(x: jax.Array, y: jax.Array, *, dual: bool
+                      ) -> RidgeFactors:
+  return jax.vmap(lambda xl: _factorize(xl, y, dual=dual))(x)
+
+
+_projected_layers = jax.jit(jax.vmap(_projected))
+_scores_at_layers = jax.jit(jax.vmap(_scores_at, in_axes=(0, 0, None)))
+
+
+def fit_ridge_layers(train_x: Any, train_y: Any, valid_x: Any, valid_y: Any,
+                     alphas_per_row: Sequence[float] = DEFAULT_ALPHAS_PER_ROW,
+                     *, multilabel: bool, score_fn: ScoreFn | None,
+                     maximize: bool) -> list[list[RidgeFit]]:
+  """`fit_ridge` for every layer at once: x [L, N, D] (the same rows and
+  targets in every layer). One vmapped program factorises all layers and
+  one scores every layer's validation rows per alpha; returns, per layer,
+  the list `fit_ridge` would give for that layer alone."""
+  if score_fn is None and maximize:
+    raise ValueError("fit_ridge_layers: score_fn=None monitors the "
+                     "validation squared error, which needs maximize=False")
+  alphas_per_row = check_alphas(alphas_per_row)
+  train_x = jnp.asarray(train_x, jnp.float32)
+  valid_x = jnp.asarray(valid_x, jnp.float32)
+  if train_x.ndim != 3 or valid_x.shape[::2] != train_x.shape[::2]:
+    raise ValueError(f"fit_ridge_layers: train_x {train_x.shape} and valid_x"
+                     f" {valid_x.shape} must be [L, N, D] with one L and D")
+  for layer in range(train_x.shape[0]):
+    _split("train", train_x[layer], train_y)
+    _split("valid", valid_x[layer], valid_y)
+  y = 2.0 * jnp.asarray(train_y, jnp.float32) - 1.0
+  factors = _factorize_layers(train_x, y,
+                              dual=train_x.shape[1] < train_x.shape[2])
+  projected = _projected_layers(factors, valid_x)
+  rows, layers = train_x.shape[1], train_x.shape[0]
+  worst = -math.inf if maximize else math.inf
+  per_layer = [jax.tree.map(lambda a, i=i: a[i], factors)
+               for i in range(layers)]
+  fits: list[list[RidgeFit]] = [[] for _ in range(layers)]
+  for per_row in alphas_per_row:
+    alpha = per_row * rows
+    scores = np.asarray(_scores_at_layers(factors, projected,
+                                          jnp.float32(alpha)))
+    for layer in range(layers):
+      extra = None
+      if score_fn is None:
+        score = squared_error(scores[layer], valid_y)
+      else:
+        score = score_fn(probabilities(scores[layer], multilabel=multilabel))
+        if isinstance(score, tuple):
+          score, extra = score
+      score = float(score)
+      fits[layer].append(RidgeFit(
+          RidgeParams(alpha, per_row), multilabel,
+          worst if math.isnan(score) else score, extra, per_layer[layer]))
+  return fits
+
+
 def predict_scores(fit: RidgeFit, x: Any) -> np.ndarray:
   """Scores [N, C] on the +-1 scale for raw embeddings x."""
   x = jnp.asarray(x, jnp.float32)
