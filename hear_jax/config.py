@@ -51,6 +51,11 @@ def default_config() -> ml_collections.ConfigDict:
   # check), so a killed run resumes mid-training; 0 saves at every check,
   # a negative value never. Results do not depend on it.
   config.probe_checkpoint_seconds = 60.0
+  # Where compiled XLA programs are kept across runs (JAX's persistent
+  # compilation cache), so a rerun or a second task of the same embedding
+  # width loads the probe's programs instead of compiling them: "" for
+  # ~/.cache/hear_jax/xla ($XDG_CACHE_HOME), "none" for no cache.
+  config.compilation_cache_dir = ""
   # Several processes (launch/): the longest wait, in seconds, at a point
   # where the processes meet (process 0 alone preparing a dataset or merging
   # embeddings counts: make it cover that), after which a process that did
