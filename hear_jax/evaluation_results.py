@@ -31,7 +31,16 @@ from hear_jax.report import results as results_json
 
 @dataclasses.dataclass(frozen=True)
 class LayerScore:
-  """One layer's result on a task (models that give several layers)."""
+  """One layer's result on a task (models that give several layers).
+
+    r = hear_jax.evaluate(layered_model, ["demo/pitch/tiny"], probe="ridge")
+    r = r["demo_pitch"]
+    {name: l.score for name, l in r.layers.items()}   # {"0": 0.61, ...}
+    r.layers[r.best_layer].metrics["chroma_acc"]
+
+  `score`/`score_std` are HEAR's reported number for this layer, `metrics`
+  every metric of the task, `document` the layer's HEAR JSON document.
+  """
 
   layer: str
   score: float
