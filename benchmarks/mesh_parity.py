@@ -75,11 +75,11 @@ def make_task(root: pathlib.Path, clips: int, seed: int = 0) -> pathlib.Path:
     sf.write(task / str(RATE) / fold / name,
              np.clip(mixing.fit_length(audio, RATE), -1, 1), RATE,
              subtype="PCM_16")
-  meta = {"task_name": task.name, "version": "1.0.0", "embedding_type":
-          "scene", "prediction_type": "multiclass", "split_mode": "new_split_kfold",
-          "nfolds": FOLDS, "splits": folds, "sample_duration": 1.0,
-          "evaluation":
-          ["top1_acc", "mAP"], "default_mode": "full", "mode": "full"}
+  meta = {"task_name": task.name, "version": "1.0.0",
+          "embedding_type": "scene", "prediction_type": "multiclass",
+          "split_mode": "new_split_kfold", "nfolds": FOLDS, "splits": folds,
+          "sample_duration": 1.0, "evaluation": ["top1_acc", "mAP"],
+          "default_mode": "full", "mode": "full"}
   (task / "task_metadata.json").write_text(json.dumps(meta, indent=1))
   (task / "labelvocabulary.csv").write_text(
       "idx,label\n" + "".join(f"{i},{l}\n" for i, l in
