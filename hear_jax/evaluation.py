@@ -128,13 +128,13 @@ def check_inputs(config: ml_collections.ConfigDict,
   task is read), the task specs and their data. `loaded_tasks`: tasks
   given as objects too (config.tasks may then be empty)."""
   from hear_jax.models.loading import check_spec  # pylint: disable=g-import-not-at-top
+  specs = list(config.tasks)
   if loaded_tasks and not config.tasks:
     config = ml_collections.ConfigDict(config.to_dict())
     config.tasks = ["<loaded task>"]  # check_config wants one
   check_config(config)
   for spec in model_specs:
     check_spec(spec)
-  specs = [t for t in config.tasks if isinstance(t, str)]
   task_stages.check_task_paths(specs)
   for spec in specs:
     task_specs.check_task_spec(spec, config.task_sample_rate)

@@ -89,3 +89,20 @@ def test_bad_input_is_one_line_naming_the_field():
     hear_jax.evaluate("melstats", [])
   with pytest.raises(ValueError, match=r"config\.probe\.kind"):
     hear_jax.evaluate("melstats", ["demo/pitch/tiny"], probe="lasso")
+
+
+def test_a_loaded_task_gives_the_specs_numbers(tmp_path):
+  from hear_jax.data import task_specs  # pylint: disable=g-import-not-at-top
+  from hear_jax.data.task import load_task  # pylint: disable=g-import-not-at-top
+  task = load_task(task_specs.prepare_task("demo/pitch/tiny",
+                                           str(tmp_path / "tfds")))
+  by_spec = hear_jax.evaluate("melstats", "demo/pitch/tiny", probe="ridge")
+  loaded = hear_jax.evaluate("melstats", [task], probe="ridge")
+  cached = hear_jax.evaluate("melstats", [task], probe="ridge",
+                             workdir=str(tmp_path / "work"))
+  assert loaded[0].metrics == by_spec[0].metrics == cached[0].metrics
+  assert (tmp_path / "work" / "melstats" / "demo_pitch" / "embeddings"
+          / "train.npz").exists()
+  evaluator = hear_jax.Evaluator([task], probe="ridge")
+  scalars = evaluator.run(load_model("melstats"))
+  assert scalars["demo_pitch/pitch_acc"] == by_spec[0].score
