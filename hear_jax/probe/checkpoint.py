@@ -7,7 +7,7 @@
   results = fit_probes(..., checkpoint=ckpt)   # resumes at the last save
   ckpt.clear()                                 # once the results are kept
 
-Every architecture group of a fit (`trainer._GroupFit`) saves its whole host
+Every architecture group of a fit (`driver.GroupFit`) saves its whole host
 loop state after a validation check, when the save is due (`every_checks`
 checks and `min_seconds` seconds since the last): the training state after
 that check's chunk (params, Optax state, BatchNorm statistics, step
