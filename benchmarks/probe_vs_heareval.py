@@ -48,9 +48,13 @@ Each case's embeddings are written once in hear-eval-kit's layout
   in prediction-done.json for task_predictions (it loads the embeddings
   inside, once per training run; that is part of how it works); the whole
   process's wall time is in the JSON as well.
-- "ratio" = heareval s / hear_jax s. The wall times of both whole child
-  processes (interpreter, imports, loading included) and their ratio are in
-  the JSON too.
+- "ratio" = heareval s / hear_jax s. "process s" are the wall times of
+  both whole child processes (interpreter, imports, loading included); their
+  ratio is in the JSON too.
+- "compiles (s, cached)": XLA programs hear_jax compiled during run_task,
+  the seconds spent compiling or loading them, and how many came from JAX's
+  persistent compilation cache (`--compile_cache`, default <cache>/xla, so
+  a second run of the same case compiles nothing; `hear_jax.compile_cache`).
 
 Memory. Every child runs under a small launcher (this file, `--_measure`)
 that waits for it with os.wait4 and records ru_maxrss: the peak resident
@@ -306,6 +310,7 @@ def training_step_rate(info: Any, splits: dict[str, Any],
 def _probe_child(args: argparse.Namespace) -> None:
   rss_start = _proc_status_kb("VmRSS")
   import jax  # pylint: disable=g-import-not-at-top
+  from hear_jax import compile_cache  # pylint: disable=g-import-not-at-top
   from hear_jax.config import default_config  # pylint: disable=g-import-not-at-top
   from hear_jax.data import heareval_layout  # pylint: disable=g-import-not-at-top
   from hear_jax.probe import protocol  # pylint: disable=g-import-not-at-top
@@ -321,13 +326,17 @@ def _probe_child(args: argparse.Namespace) -> None:
   config = default_config()
   config.probe.grid = args.grid
   config.probe.grid_points = args.grid_points
+  config.compilation_cache_dir = args.compile_cache
+  compile_cache.enable(compile_cache.directory(config))
   key = jax.random.fold_in(jax.random.key(args.seed),
                            zlib.crc32(info.name.encode()))
+  compiled_before = compile_cache.totals()
   start = time.perf_counter()
   outcome = protocol.run_task(info, splits, config.probe, key,
                               embedding_path=os.path.abspath(
                                   args._probe_child))
   probe_s = time.perf_counter() - start
+  compiled = compile_cache.totals() - compiled_before
   probe_peak = _proc_status_kb("VmHWM")
 
   in_dim = next(iter(splits.values())).x.shape[1]
@@ -354,6 +363,7 @@ def _probe_child(args: argparse.Namespace) -> None:
       "backend": jax.default_backend(),
       "device": devices[0].device_kind, "n_devices": len(devices),
       "scores": outcome.doc,
+      "compiled": {**compiled.as_dict(), "programs": compiled.programs},
       "training_step": training_step_rate(
           info, splits, protocol.task_grid(info, config.probe))}
   pathlib.Path(args._child_out).write_text(json.dumps(doc, indent=1))
@@ -500,7 +510,8 @@ def run_hear_jax(case: dict[str, Any], args: argparse.Namespace,
   out.unlink(missing_ok=True)
   cmd = [sys.executable, str(THIS), "--_probe_child", str(case["dir"]),
          "--_child_out", str(out), "--grid", args.grid,
-         "--grid_points", str(args.grid_points), "--seed", str(args.seed)]
+         "--grid_points", str(args.grid_points), "--seed", str(args.seed),
+         "--compile_cache", args.compile_cache]
   proc = measured_run(cmd, f"{case['name']}.hear_jax", logs, env, REPO)
   if proc["rc"] != 0 or not out.is_file():
     return {"failed": True, "process": proc}
@@ -572,7 +583,10 @@ def summarize(case: dict[str, Any], hj: dict[str, Any] | None,
                probe_added_mb=(rss["probe_peak"] - rss["base"]) / 1024,
                mem_ratio=mem_ratio, gflops=gflops,
                fraction_of_peak=gflops / peak,
-               member_epochs=sum(m["epochs_run"] for m in hj["members"]))
+               member_epochs=sum(m["epochs_run"] for m in hj["members"]),
+               compiles=hj["compiled"]["compiles"],
+               compile_s=hj["compiled"]["compile_seconds"],
+               compile_cache_hits=hj["compiled"]["compile_cache_hits"])
     targets["memory"] = {"value": mem_ratio, "target": f"< {MEMORY_RATIO_TARGET}",
                          "ok": mem_ratio < MEMORY_RATIO_TARGET}
     fraction_target = FLOP_FRACTION_TARGET.get((case["kind"], case["dims"]))
@@ -626,10 +640,12 @@ def print_table(rows: list[dict[str, Any]], peak: dict[str, Any],
                 metric: dict[str, str]) -> None:
   print()
   print("| task | dims | hear_jax s (load s) | heareval s | ratio |"
+        " process s hear_jax / heareval |"
+        " compiles (s, cached) |"
         " peak MB hear_jax / heareval | hear_jax score | heareval score |"
         " abs diff (tol) | stage GFLOP/s (% peak) |"
         " training GFLOP/s (% peak) | probe +MB / emb MB = mem ratio |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     diff = ("-" if "score_diff" not in r else
             f"{r['score_diff']:.4f} ({r['score_tolerance']:.4f})"
@@ -638,6 +654,10 @@ def print_table(rows: list[dict[str, Any]], peak: dict[str, Any],
           f" {_fmt(r.get('hear_jax_s'))} ({_fmt(r.get('hear_jax_load_s'))}) |"
           f" {_fmt(r.get('heareval_s'))} |"
           f" {_fmt(r.get('ratio'), '.2f')}{'x' if 'ratio' in r else ''} |"
+          f" {_fmt(r.get('hear_jax_process_s'))} /"
+          f" {_fmt(r.get('heareval_process_s'))} |"
+          f" {_fmt(r.get('compiles'), 'd')} ({_fmt(r.get('compile_s'))} s,"
+          f" {_fmt(r.get('compile_cache_hits'), 'd')}) |"
           f" {_fmt(r.get('hear_jax_peak_mb'), '.0f')} /"
           f" {_fmt(r.get('heareval_peak_mb'), '.0f')} |"
           f" {_score_text(r.get('hear_jax_score'), r.get('hear_jax_std'))} |"
@@ -686,12 +706,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--out", type=pathlib.Path, default=None,
                       help="JSON results (default <cache>/probe_vs_heareval"
                            ".json)")
+  parser.add_argument("--compile_cache", default="",
+                      help="XLA compilation cache for hear_jax (JAX's"
+                           " persistent cache; default <cache>/xla, so a"
+                           " rerun loads its programs; 'none': off)")
   parser.add_argument("--_probe_child", help=argparse.SUPPRESS)
   parser.add_argument("--_child_out", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args._probe_child:
     return args
   args.cache = args.cache.resolve()
+  args.compile_cache = args.compile_cache or str(args.cache / "xla")
   args.out = args.out or args.cache / "probe_vs_heareval.json"
   args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
   bad = [t for t in args.tasks if t not in ("scene", "event")]

@@ -21,7 +21,7 @@ Stages and the end-of-run summary:
   # -> "hear_jax: embed  melstats / esc50: 7200 s audio in 3 splits (81.7 s)"
   times.print_summary()
   # -> "hear_jax: summary esc50: data 1.2 s | melstats embed 81.7 s, probe
-  #     40.1 s | peak memory 1.9 GB"
+  #     40.1 s (12 compiles 9.3 s, 2 cached) | peak memory 1.9 GB"
 
 Peak memory is the process's resident-set high-water mark
 (`resource.getrusage`'s ru_maxrss). On Linux a stage that asks for it
@@ -41,6 +41,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sized
 from typing import IO, Any
+
+from hear_jax import compile_cache
 
 PREFIX = "hear_jax: "
 
@@ -238,6 +240,8 @@ class Stage:
   peak_memory: int | None = None  # bytes, when the stage measured it
   peak_is_own: bool = False  # True when the mark was reset at its start
   counts: dict[str, float] = dataclasses.field(default_factory=dict)
+  # XLA programs compiled (or loaded from the persistent cache) during it.
+  compiled: compile_cache.CompileTotals | None = None
 
   def count(self, name: str, value: float) -> None:
     self.counts[name] = self.counts.get(name, 0.0) + value
@@ -249,6 +253,16 @@ class Stage:
   def line(self) -> str:
     detail = f"{self.detail} " if self.detail else ""
     return f"{PREFIX}{self.name:<6} {self.subject}: {detail}({self.seconds:.1f} s)"
+
+
+def _compiled_text(compiled: compile_cache.CompileTotals | None) -> str:
+  """' (3 compiles 4.1 s, 9 cached)' for a stage that compiled anything."""
+  if compiled is None or not compiled.programs:
+    return ""
+  text = f"{compiled.compiles} compiles {compiled.compile_seconds:.1f} s"
+  if compiled.cache_hits:
+    text += f", {compiled.cache_hits} cached"
+  return f" ({text})"
 
 
 class RunTimes:
@@ -276,8 +290,10 @@ class RunTimes:
     if reset_peak:
       record.peak_is_own = reset_peak_memory()
     start = time.perf_counter()
+    compiled_before = compile_cache.totals()
     yield record
     record.seconds = time.perf_counter() - start
+    record.compiled = compile_cache.totals() - compiled_before
     record.peak_memory = peak_memory_bytes()
     if track:
       self.stages.append(record)
@@ -298,10 +314,11 @@ class RunTimes:
     for s in self.stages:
       if s.task != task:
         continue
+      text = f"{s.name} {s.seconds:.1f} s" + _compiled_text(s.compiled)
       if s.model is None:
-        parts.append(f"{s.name} {s.seconds:.1f} s")
+        parts.append(text)
       else:
-        models.setdefault(s.model, []).append(f"{s.name} {s.seconds:.1f} s")
+        models.setdefault(s.model, []).append(text)
     for model, stages in models.items():
       parts.append(f"{model} {', '.join(stages)}")
     parts.append(f"peak memory {format_bytes(self.peak_memory(task))}")

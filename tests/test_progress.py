@@ -4,6 +4,7 @@ and a real run's log when its output goes to a file."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -219,3 +220,9 @@ def test_redirected_run_logs_one_line_per_stage_and_no_carriage_returns(
   assert "event_onset_200ms_fms" in lines[2]
   assert lines[4].startswith("hear_jax: summary demo_sound_events: data ")
   assert "peak memory" in lines[4]
+  # What compiling cost, per stage, in the summary and compute.json.
+  assert "compiles" in lines[4]
+  compute = json.loads((tmp_path / "run" / "naive" / "demo_sound_events"
+                        / "compute.json").read_text())
+  assert compute["probe_compiles"] + compute["probe_compile_cache_hits"] > 0
+  assert compute["probe_compile_seconds"] > 0

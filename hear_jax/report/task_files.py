@@ -80,7 +80,9 @@ def write_compute(task_dir: str, *, model: str, task_info: Any,
                   peak_memory_bytes: int | None, peak_memory_scope: str,
                   device_peak_memory_bytes: int | None = None,
                   device: str = "",
-                  audio_resampled_from: int | None = None) -> dict[str, Any]:
+                  audio_resampled_from: int | None = None,
+                  compiled: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
   """Writes compute.json; returns it.
 
   `audio_sample_rate` is the task rate the model read;
@@ -93,6 +95,12 @@ def write_compute(task_dir: str, *, model: str, task_info: Any,
   nsynth_pitch-v2.2.3-5h), which published scores are keyed by. Numbers a
   cached stage did not measure again are kept from the previous
   compute.json; the peak memory is then the larger of the two runs'.
+
+  `compiled`: per stage ("embed", "probe"), the `compile_cache.CompileTotals`
+  of this run, written as `<stage>_compiles` (XLA compilations),
+  `<stage>_compile_cache_hits` (programs loaded from the persistent cache)
+  and `<stage>_compile_seconds` (both); a stage that was cached keeps the
+  previous run's.
   """
   path = os.path.join(task_dir, COMPUTE_FILE)
   previous = read_json(path) or {}
@@ -112,6 +120,14 @@ def write_compute(task_dir: str, *, model: str, task_info: Any,
     for k in ("embed_seconds", "embed_seconds_per_audio_hour"):
       doc[k] = previous.get(k)
   doc["probe_seconds"] = probe_seconds
+  for stage in ("embed", "probe"):
+    totals = (compiled or {}).get(stage)
+    cached = probe_cached if stage == "probe" else (
+        embedded_audio_seconds <= 0)
+    for name in ("compiles", "compile_cache_hits", "compile_seconds"):
+      key = f"{stage}_{name}"
+      doc[key] = (previous.get(key) if cached or totals is None
+                  else totals.as_dict()[name])
   mb = lambda b: None if b is None else b / (1 << 20)
   peak, device_peak = mb(peak_memory_bytes), mb(device_peak_memory_bytes)
   reused = probe_cached or embedded_audio_seconds < 0.999 * audio_seconds
@@ -149,7 +165,9 @@ def record_compute(task_dir: str, *, model: str, model_params: Any,
       peak_memory_scope=("model x task" if embed_stage.peak_is_own
                          else "process"),
       device_peak_memory_bytes=progress.device_peak_memory_bytes(),
-      device=kind, audio_resampled_from=audio_resampled_from)
+      device=kind, audio_resampled_from=audio_resampled_from,
+      compiled={"embed": embed_stage.compiled,
+                "probe": probe_stage.compiled})
 
 
 def _max_or_none(*values: float | None) -> float | None:
