@@ -39,7 +39,6 @@ from hear_jax.data.task import Task, load_task, read_split
 from hear_jax.models.interface import EmbeddingModel
 from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import protocol
-from hear_jax.report import html as report_html
 from hear_jax.report import results
 from hear_jax.report import task_files
 
@@ -395,6 +394,8 @@ def write_report(workdir: str, times: progress.RunTimes) -> None:
   redraws it."""
   try:
     with times.stage("report", workdir, track=False) as stage:
+      # matplotlib (the plots) is imported only when a report is made.
+      from hear_jax.report import html as report_html  # pylint: disable=g-import-not-at-top
       stage.detail = report_html.write_report(workdir)
   except Exception as e:  # pylint: disable=broad-except
     logging.warning("report.html not written (%s: %s); redraw it with"
