@@ -209,13 +209,16 @@ NOISE, BEEP, HISS = 0.02, 0.1, 0.1
 SEED_GRID_OVERRIDE = {"lr": [1e-3], "max_epochs": [30]}
 
 
-def make_event_task(root: pathlib.Path, counts: dict[str, int]) -> pathlib.Path:
+def make_event_task(root: pathlib.Path, counts: dict[str, int],
+                    levels: tuple[float, float, float] = (NOISE, BEEP, HISS),
+                    grid_override: dict | None = None) -> pathlib.Path:
   """benchmarks/heareval_roundtrip.py's event task with `counts` clips,
   quieter events (NOISE, BEEP, HISS), at 44.1 kHz and (soxr HQ) 16 kHz."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import soundfile as sf  # pylint: disable=g-import-not-at-top
   import soxr  # pylint: disable=g-import-not-at-top
   rate, duration = 44100, 3.0
+  noise, beep, hiss = levels
   name = "parity_events"
   task = root / f"{name}-0.1-full"
   rng = np.random.default_rng(0)
@@ -225,21 +228,21 @@ def make_event_task(root: pathlib.Path, counts: dict[str, int]) -> pathlib.Path:
           "evaluation": ["event_onset_200ms_fms", "segment_1s_er"],
           "default_mode": "full", "splits": list(counts),
           "evaluation_params": {
-              "task_specific_param_grid": SEED_GRID_OVERRIDE}}
+              "task_specific_param_grid": grid_override}}
   t = np.arange(int(duration * rate)) / rate
   entries: dict[str, dict[str, Any]] = {}
   for split, count in counts.items():
     entries[split] = {}
     (task / str(rate) / split).mkdir(parents=True)
     for i in range(count):
-      audio = NOISE * rng.standard_normal(len(t))
+      audio = noise * rng.standard_normal(len(t))
       events = []
       for label in ("beep", "hiss"):
         start = float(rng.uniform(0.1, 2.0))
         end = start + float(rng.uniform(0.3, 0.8))
         on = (t >= start) & (t < end)
-        audio[on] += (BEEP * np.sin(2 * np.pi * 1000 * t[on]) if label == "beep"
-                      else HISS * rng.standard_normal(on.sum()))
+        audio[on] += (beep * np.sin(2 * np.pi * 1000 * t[on]) if label == "beep"
+                      else hiss * rng.standard_normal(on.sum()))
         events.append({"label": label, "start": round(start * 1000, 3),
                        "end": round(end * 1000, 3)})
       wav = f"{split}_{i:03d}.wav"
@@ -277,9 +280,10 @@ def task_dirs(work: pathlib.Path, args: argparse.Namespace,
                                                args.crepe_clips),
       "spoken_digit": unpack_fixture,
       "pitch_seeds": lambda r: make_pitch_task(
-          r, "parity_pitch_seeds", args.seed_clips, SEED_GRID_OVERRIDE),
+          r, "parity_pitch_seeds", args.seed_clips, args.seed_grid_override),
       "events": lambda r: make_event_task(r, dict(zip(
-          ("train", "valid", "test"), args.event_clips))),
+          ("train", "valid", "test"), args.event_clips)),
+          args.event_levels, args.seed_grid_override),
   }
   out = {}
   for key, make in makers.items():
@@ -592,6 +596,10 @@ def main() -> None:
                       help="--seeds: the event task's embeddings: `naive` "
                       "(the kit's hearbaseline.naive) or a hear_jax model "
                       "(exported in the kit's layout)")
+  parser.add_argument("--event_levels", default=f"{NOISE},{BEEP},{HISS}",
+                      type=lambda s: tuple(float(x) for x in s.split(",")),
+                      help="--seeds: the event task's noise std, beep "
+                      "amplitude and hiss std")
   parser.add_argument("--event_clips", default="24,8,8",
                       type=lambda s: [int(x) for x in s.split(",")])
   parser.add_argument("--grid", default="default",
@@ -599,6 +607,10 @@ def main() -> None:
   parser.add_argument("--grid_points", type=int, default=1)
   parser.add_argument("--seeds", type=int, default=0,
                       help="B: this many seeds of both probes instead of A")
+  parser.add_argument("--seed_grid_override",
+                      default=json.dumps(SEED_GRID_OVERRIDE), type=json.loads,
+                      help="--seeds: task_specific_param_grid written into "
+                      "the generated tasks' metadata ('{}': none)")
   parser.add_argument("--seed_clips", type=int, default=432,
                       help="--seeds: clips of parity_pitch_seeds")
   parser.add_argument("--jobs", type=int, default=1,
