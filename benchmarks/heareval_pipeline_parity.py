@@ -6,9 +6,14 @@
       --models naive,bridge --grid default --grid_points 1
   .venv/bin/python benchmarks/heareval_pipeline_parity.py \
       --models crepe --crepe_clips 108 --tasks pitch
-  # B: 5 seeds of both probes on identical embeddings (the kit's naive)
+  # B: 5 seeds of both probes on identical embeddings (5 runs at once)
   .venv/bin/python benchmarks/heareval_pipeline_parity.py --seeds 5 \
-      --grid default --grid_points 1
+      --jobs 5 --grid fast --grid_points 1
+  .venv/bin/python benchmarks/heareval_pipeline_parity.py --seeds 5 \
+      --jobs 5 --grid default --grid_points 1 --seed_tasks pitch_seeds \
+      --seed_grid_override '{}' --workdir /tmp/pipeline_parity_default
+  # Runs of different (model, task) pairs may share a --workdir at once;
+  # the same step in two runs at once may not.
 
 Tasks (written under --workdir/tasks/, hearpreprocess's on-disk format):
 
@@ -28,7 +33,15 @@ Tasks (written under --workdir/tasks/, hearpreprocess's on-disk format):
   asserts the file rate equals the model's).
 - `parity_events` (--seeds mode only; --event_clips, default 24/8/8): 3-s
   clips of noise with a 1 kHz beep and a noise hiss at seeded times (the
-  event task of benchmarks/heareval_roundtrip.py, with more clips), 44.1 kHz.
+  event task of benchmarks/heareval_roundtrip.py, with more clips and
+  --event_levels: noise std, beep amplitude, hiss std, default 0.02, 0.1,
+  0.1), 44.1 kHz and 16 kHz.
+- `parity_pitch_seeds` (--seeds mode only; --seed_clips, default 432):
+  `parity_pitch` with fewer clips (288/72/72).
+- --seeds' tasks carry a grid override in task_metadata.json
+  (evaluation_params.task_specific_param_grid, applied by both kits;
+  --seed_grid_override, default {"lr": [1e-3], "max_epochs": [30]}; '{}'
+  for none).
 
 Models (--models): `naive` (hear_jax's built-in naive vs hearbaseline.naive
 through the venv's librosa shim), `crepe` (hear_jax's Flax crepe vs
@@ -55,10 +68,15 @@ A, per (model, task):
   kit's aggregated_scores). Agreement: |difference| <= max(0.02, the kit's
   fold std), the issue's criterion.
 
-B (--seeds K): the kit embeds `parity_pitch` (scene, naive) and
-`parity_events` (event, naive) once; both kits' probes then run K times on
-those same embeddings (hear_jax reads the kit's embeddings directory,
-`--config=configs/hear.py:<embeddings dir>`).
+B (--seeds K, tasks --seed_tasks, default events,pitch_seeds): the kit
+embeds `parity_pitch_seeds` with hearbaseline.naive (scene, 4096-d), and
+hear_jax exports its `--event_embeddings` (default melstats, 128-d frames;
+`naive` for the kit's hearbaseline.naive, whose 4096-d frames take hours
+under the kit here) of `parity_events` in the kit's layout
+(--config.export_heareval=True); both kits' probes then run K times on
+those same embeddings (hear_jax reads the embeddings directory,
+`--config=configs/hear.py:<embeddings dir>`), --jobs at once (the kit then
+with OMP_NUM_THREADS=1).
 - kit seed s (42 .. 42+K-1): a wrapper (written to <workdir>/) replaces
   task_predictions' `random` so that the grid is shuffled exactly as the
   kit's own `seed_everything(42)` shuffles it (same grid points for every
