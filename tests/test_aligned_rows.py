@@ -1,5 +1,10 @@
 """Packed splits reach a CPU device without a second copy of the embeddings."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import numpy as np
 import pytest
@@ -53,3 +58,26 @@ def test_parts_out_of_order_or_unpacked_are_copied_once():
 def test_packing_rejects_mismatched_widths():
   with pytest.raises(ValueError, match="trailing shapes differ"):
     aligned_rows.packed_rows([np.zeros((2, 3)), np.zeros((2, 4))])
+
+
+def test_several_cpu_devices_share_one_copy_of_the_embeddings():
+  # Simulated CPU devices share the host's memory: every device's replica
+  # of the embeddings is the same aligned buffer, not a copy per device.
+  code = textwrap.dedent("""
+      import numpy as np, jax
+      from hear_jax import aligned_rows
+      from hear_jax.probe import trainer
+      parts = aligned_rows.packed_rows(
+          [np.arange(12.0).reshape(4, 3), np.ones((5, 3))])
+      x = trainer.stack_rows(parts)
+      pointers = {s.data.unsafe_buffer_pointer() for s in x.addressable_shards}
+      assert len(x.addressable_shards) == 8, x.sharding
+      assert pointers == {parts[0].ctypes.data}, pointers
+      np.testing.assert_array_equal(np.asarray(x), np.concatenate(parts))
+      print("ok")
+      """)
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  out = subprocess.run([sys.executable, "-c", code], env=env, text=True,
+                       capture_output=True, timeout=300)
+  assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -110,24 +110,35 @@ def stack_rows(parts: Sequence[np.ndarray],
   """`np.concatenate(parts)` as float32 on every device (`devices`, default
   all), without a second host copy of the whole.
 
-  On one CPU device the device array is host memory: the parts' own buffer
+  On CPU devices the device array is host memory: the parts' own buffer
   when they are `aligned_rows.packed_rows` views in order (no copy at all),
-  else a packed copy. On another single device the parts are written one
-  after the other into a donated buffer, so the extra host memory is the
-  largest slice."""
+  else a packed copy, and on several CPU devices (simulated ones, or a
+  host's share of a multi-process mesh) every device's replica is that same
+  buffer, so the embeddings are in memory once, not once per device. On
+  another single device the parts are written one after the other into a
+  donated buffer, so the extra host memory is the largest slice."""
   parts = [np.asarray(p) for p in parts]
   shape = (sum(len(p) for p in parts),) + parts[0].shape[1:]
   place = placement(1, devices)
-  if place is not None:
-    # Across devices (or processes) the array is made shard by shard.
-    return to_device(np.concatenate(parts).astype(np.float32),
-                     place.replicated)
-  device = (devices or jax.devices())[0]
-  if device.platform == "cpu":
+  local = ([d for d in place.replicated.mesh.devices.flat
+            if d.process_index == jax.process_index()] if place is not None
+           else [(devices or jax.devices())[0]])
+  if all(d.platform == "cpu" for d in local):
     whole = aligned_rows.end_to_end(parts)
     if whole is None:
       whole = aligned_rows.end_to_end(aligned_rows.packed_rows(parts))
-    return jax.device_put(whole, device)
+    if place is None:
+      return jax.device_put(whole, local[0])
+    # Each local device aliases the aligned buffer (read-only: nothing
+    # donates or writes these arrays).
+    return jax.make_array_from_single_device_arrays(
+        whole.shape, place.replicated,
+        [jax.device_put(whole, d) for d in local])
+  if place is not None:
+    # Across accelerators (or processes) the array is made shard by shard.
+    return to_device(np.concatenate(parts).astype(np.float32),
+                     place.replicated)
+  device = local[0]
   out = jnp.zeros(shape, jnp.float32, device=device)
   row_bytes = 4 * max(1, math.prod(shape[1:]))
   step = max(1, _STACK_CHUNK_BYTES // row_bytes)
