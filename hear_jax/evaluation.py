@@ -268,7 +268,12 @@ def _evaluate(models: dict[str, EmbeddingModel], tasks: Sequence[TaskLike],
   if workdir is not None:
     os.makedirs(workdir, exist_ok=True)
   # Programs compiled by an earlier run (or task) are loaded, not compiled.
-  compile_cache.enable(compile_cache.directory(config))
+  # Without a workdir nothing is written, the compile cache included,
+  # unless the caller names its directory.
+  if workdir is not None or config.get("compilation_cache_dir"):
+    compile_cache.enable(compile_cache.directory(config))
+  else:
+    compile_cache.listen()
   out: list[TaskResult] = []
   times, seen_tasks = progress.RunTimes(), {}
   with data_directory(config, workdir) as data_dir:
