@@ -405,32 +405,41 @@ def _embedded_task(spec: str, model_spec: str, cache: pathlib.Path):
   return task, splits, fingerprint
 
 
+def pooled_folds(splits, folds: int):
+  """A scene task's splits (`SplitEmbeddings`) pooled and re-split into
+  `folds` stratified folds {"fold00": ..., ...} (`assign_folds`)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from hear_jax.embed import SplitEmbeddings  # pylint: disable=g-import-not-at-top
+  ids = [i for s in splits.values() for i in s.ids]
+  labels = [lab for s in splits.values() for lab in s.labels]
+  x = np.concatenate([s.x for s in splits.values()])
+  fold_of = np.array(assign_folds(ids, [lab[0] for lab in labels], folds))
+  out = {}
+  for f in range(folds):
+    rows = np.flatnonzero(fold_of == f)
+    out[f"fold{f:02d}"] = SplitEmbeddings(
+        ids=tuple(ids[i] for i in rows), x=x[rows],
+        labels=tuple(labels[i] for i in rows),
+        events=tuple(() for _ in rows))
+  return out
+
+
 def build_scene_kfold(cache: pathlib.Path, model_spec: str, dims: int,
                       folds: int) -> pathlib.Path:
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from hear_jax import run  # pylint: disable=g-import-not-at-top
   from hear_jax.data import heareval_layout  # pylint: disable=g-import-not-at-top
   from hear_jax.data.task import TaskInfo  # pylint: disable=g-import-not-at-top
-  from hear_jax.embed import SplitEmbeddings  # pylint: disable=g-import-not-at-top
   task, splits, fingerprint = _embedded_task(SCENE_TASK, model_spec, cache)
   ids = [i for s in splits.values() for i in s.ids]
   if len(set(ids)) != len(ids):
     raise ValueError(f"{SCENE_TASK}: clip ids repeat across splits; cannot"
                      " pool them into folds")
-  x = np.concatenate([s.x for s in splits.values()])
-  if x.shape[1] != dims:
+  width = next(iter(splits.values())).x.shape[1]
+  if width != dims:
     raise ValueError(f"--scene_dims={dims}: model {model_spec} gives"
-                     f" {x.shape[1]} dimensions")
-  labels = [lab for s in splits.values() for lab in s.labels]
-  fold_of = np.array(assign_folds(ids, [lab[0] for lab in labels], folds))
-  names = [f"fold{f:02d}" for f in range(folds)]
-  fold_splits = {}
-  for f, name in enumerate(names):
-    rows = np.flatnonzero(fold_of == f)
-    fold_splits[name] = SplitEmbeddings(
-        ids=tuple(ids[i] for i in rows), x=x[rows],
-        labels=tuple(labels[i] for i in rows),
-        events=tuple(() for _ in rows))
+                     f" {width} dimensions")
+  fold_splits = pooled_folds(splits, folds)
+  names = list(fold_splits)
   metadata = {**task.info.metadata, "task_name": SCENE_TASK_NAME,
               "split_mode": "new_split_kfold", "splits": names}
   metadata.pop("split_key", None)  # folds do not keep speakers apart

@@ -76,23 +76,11 @@ def demo_embeddings(workdir: str, spec: str):
 
 def stratified_folds(info, splits, folds: int = FOLDS):
   """The scene task's clips pooled into `folds` stratified folds."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from hear_jax.data.task import TaskInfo  # pylint: disable=g-import-not-at-top
-  from hear_jax.embed import SplitEmbeddings  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, str(REPO / "benchmarks"))
-  from probe_vs_heareval import assign_folds  # pylint: disable=g-import-not-at-top
-  ids = [i for s in splits.values() for i in s.ids]
-  labels = [lab for s in splits.values() for lab in s.labels]
-  x = np.concatenate([s.x for s in splits.values()])
-  fold_of = np.array(assign_folds(ids, [lab[0] for lab in labels], folds))
-  names = [f"fold{f:02d}" for f in range(folds)]
-  out = {}
-  for f, name in enumerate(names):
-    rows = np.flatnonzero(fold_of == f)
-    out[name] = SplitEmbeddings(
-        ids=tuple(ids[i] for i in rows), x=x[rows],
-        labels=tuple(labels[i] for i in rows),
-        events=tuple(() for _ in rows))
+  from probe_vs_heareval import pooled_folds  # pylint: disable=g-import-not-at-top
+  out = pooled_folds(splits, folds)
+  names = list(out)
   name = f"{info.name}_{folds}fold"
   metadata = {**info.metadata, "task_name": name,
               "split_mode": "new_split_kfold", "splits": names}
