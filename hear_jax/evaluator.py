@@ -41,6 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from hear_jax import embed
 from hear_jax import evaluation
@@ -65,6 +66,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Distinct model functions whose jitted forms are kept (a training loop has
 # one; a few more cover scene + timestamp functions of two models).
 _MAX_JITTED = 8
+
+
+def _to_host(a) -> np.ndarray:
+  """A model output as one numpy array on every process."""
+  if isinstance(a, jax.Array) and not a.is_fully_addressable:
+    # Under jax.distributed a batch split over every process's devices
+    # comes back in pieces; every process gathers the whole (a collective:
+    # all of them run the same calls).
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+  return np.asarray(a)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,8 +149,10 @@ class Evaluator:
     seed: the root of the probe's PRNG keys (as `evaluate`'s seed).
     max_clips: at most this many clips per split (drawn once from `seed`).
     mesh: a `jax.sharding.Mesh`: batches are split over all its devices
-      (params may be sharded over the same mesh). Default: the batches stay
-      host arrays and the model's jit places them.
+      (params may be sharded over the same mesh), which may span the
+      processes of a `jax.distributed` job (every process then calls `run`
+      alike and gets the same scalars). Default: the batches stay host
+      arrays and the model's jit places them.
     batch_seconds: seconds of audio per embedding batch.
     data_dir: where datasets are prepared and kept (default a temporary
       directory, removed once the audio is in memory).
@@ -248,13 +261,13 @@ class Evaluator:
     rows: list[Any] = [None] * len(split.audio)
     for batch, out in zip(split.batches, outs):
       emb, ts = (out if event else (out, None))
-      emb = np.asarray(emb)
+      emb = _to_host(emb)
       if layers:
         emb = np.moveaxis(emb, 0, 1)  # [B, L, ...]
       if not np.isfinite(emb[:len(batch.clips)]).all():
         raise ValueError(f"model {model.name!r} on task {task.info.name!r}:"
                          " embeddings contain NaN or Inf")
-      ts = None if ts is None else np.asarray(ts, np.float64)
+      ts = None if ts is None else _to_host(ts).astype(np.float64)
       for row, clip in enumerate(batch.clips):
         rows[clip] = emb[row] if ts is None else (emb[row], ts[row])
     audio = split.audio

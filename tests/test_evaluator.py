@@ -167,3 +167,51 @@ def test_eight_host_devices_and_a_mesh():
   for key, value in out["one"].items():
     if not key.endswith("seconds"):
       assert out["mesh"][key] == pytest.approx(value, abs=1e-4), key
+
+
+_PROCESS_SCRIPT = textwrap.dedent("""
+    import dataclasses, json, sys, jax, numpy as np
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+    import hear_jax
+    from hear_jax.models import load_model
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    model = load_model("melstats")
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    sharded = dataclasses.replace(
+        model, params=jax.device_put(model.params, replicated))
+    evaluator = hear_jax.Evaluator(["demo/pitch/tiny", "demo/sound_events/tiny"],
+                                   mesh=mesh)
+    calls = [evaluator.run(sharded, step=step) for step in range(2)]
+    print(json.dumps({"devices": jax.device_count(), "calls": calls}))
+""")
+
+
+def test_two_processes_under_jax_distributed():
+  # 2 processes x 2 devices, one mesh over all four: each process embeds
+  # its share of every batch, and every process gets the whole result.
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    address = f"127.0.0.1:{s.getsockname()[1]}"
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  procs = [subprocess.Popen([sys.executable, "-c", _PROCESS_SCRIPT, address,
+                             str(i)], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+           for i in range(2)]
+  outs = []
+  for proc in procs:
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-3000:]
+    outs.append(json.loads(stdout.strip().splitlines()[-1]))
+  alone = hear_jax.Evaluator(["demo/pitch/tiny", "demo/sound_events/tiny"]
+                             ).run(load_model("melstats"))
+  for out in outs:
+    assert out["devices"] == 4
+    for call in out["calls"]:
+      for key, value in alone.items():
+        if not key.endswith("seconds"):
+          assert call[key] == pytest.approx(value, abs=1e-4), key
+  strip = lambda c: {k: v for k, v in c.items() if not k.endswith("seconds")}
+  assert strip(outs[0]["calls"][1]) == strip(outs[1]["calls"][1])
