@@ -203,7 +203,15 @@ def _tell_the_others(line: str) -> None:
   try:
     client.key_value_set(_FAILURE_KEY, f"{_where()} failed: {line}")
   except jax.errors.JaxRuntimeError:
-    return  # another process failed at the same time and told everyone
+    pass  # another process failed at the same time and told everyone
+  # This process knows of a failure too (its own, or the other's it raced):
+  # whoever waits for acknowledgements must not wait for it. Process 0
+  # still waits for everyone else's before it exits: its end ends the
+  # coordination service under them.
+  try:
+    client.key_value_set(_ACK_KEY.format(jax.process_index()), "")
+  except jax.errors.JaxRuntimeError:
+    pass
   _wait_for_acknowledgements(client)
 
 
