@@ -16,17 +16,18 @@ whole process, on
 each in its own workdir, and prints every run's leaderboard score (mean ±
 std over the 5 folds), its difference from the one-device score, wall time
 and peak RSS (largest process). Every run must agree with one device
-within 1e-4 (`--tolerance`); the script exits 1 if one does not.
+within 1e-4 (`--tolerance`; the probe is built to agree exactly); the
+script exits 1 if one does not.
 
 `--memory` instead runs the probe with the faster grid and one point on 1,
 2, 4 and 8 simulated devices and prints each run's peak RSS. Simulated CPU
 devices share the host's memory, so what a mesh replicates per device shows
-up there: the heads and Adam moments of a member live on the devices of its
-batch axis, the validation outputs the host reads are replicated, and so
-are the row indices of each member; the embeddings are replicated too on
-accelerators (each device gathers its batches from its own copy), but on
-CPU devices every device's copy is the same aligned host buffer
-(`trainer.stack_rows`), so they are in memory once.
+up there: each member's head and Adam moments live on one device (members
+are split over the devices, never a batch), the validation outputs the host
+reads and each member's row indices are replicated; the embeddings are
+replicated too on accelerators (each device gathers its batches from its
+own copy), but on CPU devices every device's copy is the same aligned host
+buffer (`trainer.stack_rows`), so they are in memory once.
 """
 
 from __future__ import annotations

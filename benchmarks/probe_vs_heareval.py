@@ -55,6 +55,12 @@ Each case's embeddings are written once in hear-eval-kit's layout
   the seconds spent compiling or loading them, and how many came from JAX's
   persistent compilation cache (`--compile_cache`, default <cache>/xla, so
   a second run of the same case compiles nothing; `hear_jax.compile_cache`).
+- "validation checks / host round trips": the checks hear_jax scored and
+  how many times the host waited to read a program's results for them
+  (`probe.device_loop.CHECK_EVENT`, `HOST_READ_EVENT`, counted with a
+  `jax.monitoring` listener). Scene tasks validate on the device, many
+  checks per round trip and none between them; the event task's
+  post-processing is chosen on the host, one round trip per check.
 
 Memory. Every child runs under a small launcher (this file, `--_measure`)
 that waits for it with os.wait4 and records ru_maxrss: the peak resident
@@ -313,7 +319,12 @@ def _probe_child(args: argparse.Namespace) -> None:
   from hear_jax import compile_cache  # pylint: disable=g-import-not-at-top
   from hear_jax.config import default_config  # pylint: disable=g-import-not-at-top
   from hear_jax.data import heareval_layout  # pylint: disable=g-import-not-at-top
+  from hear_jax.probe import device_loop  # pylint: disable=g-import-not-at-top
   from hear_jax.probe import protocol  # pylint: disable=g-import-not-at-top
+  events = []
+  jax.monitoring.register_event_listener(
+      lambda event, **_: events.append(event)
+      if event in (device_loop.CHECK_EVENT, device_loop.HOST_READ_EVENT) else None)
   devices = jax.devices()  # start the backend: its memory is not the data's
   rss_base = _proc_status_kb("VmRSS")
 
@@ -364,6 +375,11 @@ def _probe_child(args: argparse.Namespace) -> None:
       "device": devices[0].device_kind, "n_devices": len(devices),
       "scores": outcome.doc,
       "compiled": {**compiled.as_dict(), "programs": compiled.programs},
+      # Validation checks scored, and times the host waited for a program's
+      # results to score or record them (one per check when the host scores
+      # them; one per dispatch of many when the device does).
+      "validation": {"checks": events.count(device_loop.CHECK_EVENT),
+                     "host_reads": events.count(device_loop.HOST_READ_EVENT)},
       "training_step": training_step_rate(
           info, splits, protocol.task_grid(info, config.probe))}
   pathlib.Path(args._child_out).write_text(json.dumps(doc, indent=1))
@@ -595,7 +611,9 @@ def summarize(case: dict[str, Any], hj: dict[str, Any] | None,
                member_epochs=sum(m["epochs_run"] for m in hj["members"]),
                compiles=hj["compiled"]["compiles"],
                compile_s=hj["compiled"]["compile_seconds"],
-               compile_cache_hits=hj["compiled"]["compile_cache_hits"])
+               compile_cache_hits=hj["compiled"]["compile_cache_hits"],
+               checks=hj["validation"]["checks"],
+               host_reads=hj["validation"]["host_reads"])
     targets["memory"] = {"value": mem_ratio, "target": f"< {MEMORY_RATIO_TARGET}",
                          "ok": mem_ratio < MEMORY_RATIO_TARGET}
     fraction_target = FLOP_FRACTION_TARGET.get((case["kind"], case["dims"]))
@@ -678,6 +696,11 @@ def print_table(rows: list[dict[str, Any]], peak: dict[str, Any],
           f" | {_fmt(r.get('probe_added_mb'), '.0f')} /"
           f" {_fmt(r.get('embeddings_mb'), '.1f')} ="
           f" {_fmt(r.get('mem_ratio'), '.2f')} |")
+  print("\nvalidation checks / host round trips (results read back):")
+  for r in rows:
+    if "checks" in r:
+      print(f"  {r['task']} {r['dims']}-d: {r['checks']} checks /"
+            f" {r['host_reads']} reads")
   libs = ", ".join(f"{lib} {g:.1f}" for lib, g in peak["best"].items())
   print(f"\nfp32 matmul GFLOP/s (best of 2048/4096): {libs}; peak ="
         f" {peak['peak_gflops']:.1f} ({peak['peak_library']})")

@@ -96,6 +96,12 @@ def default_config() -> ml_collections.ConfigDict:
   config.probe.check_val_every_n_epoch = config_dict.placeholder(int)
   # HEAR 2021.1.x never reshuffles training data (hear-reference §5.3).
   config.probe.shuffle_train = False
+  # Scene tasks (and any task monitoring its validation loss): validation
+  # checks, checkpoints and early stopping inside the training program,
+  # many checks per dispatch, none of them a host round trip. Same rules and
+  # epochs; the validation scores are float32 (off: scored on the host in
+  # float64, one dispatch per check).
+  config.probe.validate_on_device = True
 
   # Also write every task's embeddings in hear-eval-kit's layout, under
   # <workdir>/heareval/<model>/<task dir>/, for heareval.predictions.runner.

@@ -13,11 +13,13 @@ score_fn that also picks the post-processing (kept in `best.best_extra`);
 `frames_to_events(..., **best.best_extra)` makes the test events.
 
 Modules: `grid` (hyperparameter grids: HEAR's, and `linear_grid` for the
-linear probe), `mlp` (the head as pure functions), `trainer` (vmapped,
-jitted fitting with early stopping), `events` (frame labels and frame ->
-event post-processing), `knn` (the k-nearest-neighbour probe: chunked cosine
-search, k chosen on validation), `ridge` (the closed-form ridge probe: one
-eigendecomposition per split, alpha chosen on validation), `protocol`
+linear probe), `mlp` (the head as pure functions), `trainer` (members
+fitted in one jitted program per architecture: `members`, `program`,
+`driver`, `device_loop`, `early_stopping`, `prediction`), `events` (frame
+labels and frame -> event post-processing), `knn` (the k-nearest-neighbour
+probe: chunked cosine search, k chosen on validation), `ridge` (the
+closed-form ridge probe: one eigendecomposition per split, alpha chosen on
+validation), `protocol`
 (HEAR's train/valid/test and k-fold protocol for one task, dispatching on
 `config.probe.kind` and repeating over `config.probe.seeds`).
 

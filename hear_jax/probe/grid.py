@@ -193,7 +193,7 @@ CLOSED_FORM_KINDS = ("knn", "ridge")
 # The linear probe's learning rates (config.probe.kind = "linear"), largest
 # first: the range starts above HEAR's largest (3.2e-3) because a single
 # Linear layer on raw embeddings often needs larger Adam steps than a head
-# with BatchNorm, and four points keep the grid one vmapped group.
+# with BatchNorm, and four points keep the grid one program's group.
 LINEAR_LEARNING_RATES = (1e-2, 3.2e-3, 1e-3, 3.2e-4)
 
 _LINEAR_GRID: dict[str, list[Any]] = {

@@ -2,10 +2,12 @@
 
 A *member* is one head (`Member`: grid point, key, rows, monitor); members
 that share an architecture are stacked along a leading axis (`TrainState`,
-`MemberNumbers`, `init_members`) and spread over a ("members", "batch")
-mesh of every device (`placement`). Every host input of a program on a mesh
-is placed on that mesh first (`to_device`), and a new member layout is made
-with explicit output shardings (`take`), so the probe runs on any mesh.
+`MemberNumbers`, `init_members`), spread over a "members" mesh of every
+device (`placement`) and computed one after the other on each device
+(`map_members`), so a member's numbers never depend on the mesh. Every
+host input of a program on a mesh is placed on that mesh first
+(`to_device`), and a new member layout is made with explicit output
+shardings (`take`), so the probe runs on any mesh.
 The task's embeddings go to the devices once (`stack_rows`).
 """
 
@@ -31,48 +33,79 @@ ScoreFn = Callable[[np.ndarray], "float | tuple[float, Any]"]
 class Member(NamedTuple):
   """One head for `fit_members`: its grid point, PRNG key, the rows of `x`
   it trains and validates on, and its validation monitor (see `ScoreFn`;
-  None monitors the validation loss)."""
+  None monitors the validation loss).
+
+  `device_metric` names the same monitor computed on the device (a
+  `device_metrics.SCENE` name, or "valid_loss" with score_fn None): when
+  every member of a group has it, validation checks, checkpoints and early
+  stopping run inside the training program, many checks per dispatch
+  (`program.train_checks`), with the same rules and the same epochs."""
 
   hparams: HParams
   key: jax.Array  # one typed PRNG key
   train_rows: np.ndarray  # int indices into x, in training order
   valid_rows: np.ndarray
   score_fn: ScoreFn | None
+  device_metric: str | None = None
 
 
 class Placement(NamedTuple):
-  """Where a group's arrays live: a ("members", "batch") mesh over every
-  device of every process. Member-stacked state is split over "members";
-  each training batch over "batch" (BatchNorm's statistics and the weight
-  gradients then sum across it); embeddings and outputs the host reads are
-  replicated."""
+  """Where a group's arrays live: a one-axis ("members") mesh over every
+  device of every process. Member-stacked state is split over it, each
+  device looping over its own members (`map_members`); the embeddings and
+  the outputs the host reads are replicated. No batch is ever split: a
+  member's every step is then the same program on any mesh, so its numbers
+  do not depend on the device count."""
 
   members: jax.sharding.NamedSharding  # leading member axis
-  batch: jax.sharding.NamedSharding  # [rows, ...]
-  member_batch: jax.sharding.NamedSharding  # [M, rows, ...]
   replicated: jax.sharding.NamedSharding
 
+  @property
+  def mesh(self) -> jax.sharding.Mesh:
+    return self.members.mesh
 
-def placement(n_members: int, devices: Sequence[jax.Device] | None = None
+
+def placement(devices: Sequence[jax.Device] | None = None
               ) -> Placement | None:
-  """The mesh for a group of `n_members` over `devices` (default: all of
-  them, every process's); None on a single device (plain jit).
-
-  Members go where they divide evenly (gcd of members and devices); the rest
-  of the devices split the batch. The members' numbers do not depend on the
-  layout: PRNG streams come from the member keys alone.
-  """
+  """The mesh over `devices` (default: all of them, every process's); None
+  on a single device (plain jit). A member stack placed on it has a multiple
+  of the device count (`padded_count`)."""
   devices = list(jax.devices() if devices is None else devices)
   if len(devices) == 1:
     return None
-  n_members_axis = math.gcd(n_members, len(devices))
-  mesh = jax.sharding.Mesh(
-      np.array(devices).reshape(n_members_axis, -1), ("members", "batch"))
+  mesh = jax.sharding.Mesh(np.array(devices), ("members",))
   spec = jax.sharding.PartitionSpec
-  named = lambda *s: jax.sharding.NamedSharding(mesh, spec(*s))
-  return Placement(members=named("members"), batch=named("batch"),
-                   member_batch=named("members", "batch"),
-                   replicated=named())
+  return Placement(
+      members=jax.sharding.NamedSharding(mesh, spec("members")),
+      replicated=jax.sharding.NamedSharding(mesh, spec()))
+
+
+def padded_count(n_members: int, place: Placement | None) -> int:
+  """Slots for `n_members` on `place`: the next multiple of its devices."""
+  if place is None:
+    return n_members
+  d = place.mesh.size
+  return -(-n_members // d) * d
+
+
+def map_members(fn, place: Placement | None, per_member, shared=()):
+  """`fn(member, shared)` for each member of the member-stacked pytree
+  `per_member`, stacked again: a `lax.map` (members one after the other),
+  on a mesh inside `shard_map`, each device mapping its own members.
+
+  One member's computation is then the same program whatever the member
+  count or the mesh, bit for bit; a vmap over members changes its matmuls'
+  rounding with the member count, and a batch split over devices the order
+  of its sums. `fn`'s outputs all have the member axis first."""
+  def local(per_member, shared):
+    return jax.lax.map(lambda member: fn(member, shared), per_member)
+  if place is None:
+    return local(per_member, shared)
+  spec = jax.sharding.PartitionSpec
+  return jax.shard_map(local, mesh=place.mesh,
+                       in_specs=(spec("members"), spec()),
+                       out_specs=spec("members"),
+                       check_vma=False)(per_member, shared)
 
 
 def constrain(tree, sharding):
@@ -119,7 +152,7 @@ def stack_rows(parts: Sequence[np.ndarray],
   donated buffer, so the extra host memory is the largest slice."""
   parts = [np.asarray(p) for p in parts]
   shape = (sum(len(p) for p in parts),) + parts[0].shape[1:]
-  place = placement(1, devices)
+  place = placement(devices)
   local = ([d for d in place.replicated.mesh.devices.flat
             if d.process_index == jax.process_index()] if place is not None
            else [(devices or jax.devices())[0]])
@@ -171,7 +204,7 @@ class TrainState(NamedTuple):
 def adam() -> optax.GradientTransformation:
   """PyTorch's Adam defaults with the learning rate in the state."""
   # Only the learning rate is injected; PyTorch Adam's other constants are
-  # fixed so they stay out of the vmapped state.
+  # fixed so they stay out of the member-stacked state.
   return optax.inject_hyperparams(
       optax.adam, static_args=("b1", "b2", "eps", "eps_root"))(
           learning_rate=0.0, b1=0.9, b2=0.999, eps=1e-8)
@@ -194,20 +227,18 @@ def member_keys(key: jax.Array, n_members: int) -> jax.Array:
 def init_members(key_data, xavier_normal, learning_rate, dropout, *, shape,
                  impl, place):
   """Stacked train state and per-member numbers for one group."""
-  keys = jax.random.wrap_key_data(key_data, impl=impl)
-
-  def one(key, normal, lr):
+  def one(member, _):
+    data, normal, lr, rate = member
+    key = jax.random.wrap_key_data(data, impl=impl)
     params, bn_state = mlp.init_mlp(jax.random.fold_in(key, 0), shape, normal)
     opt_state = adam().init(params)
     opt_state = opt_state._replace(
         hyperparams={**opt_state.hyperparams, "learning_rate": lr})
-    return TrainState(params, bn_state, opt_state, jnp.zeros((), jnp.int32))
-  state = jax.vmap(one)(keys, xavier_normal, learning_rate)
-  fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
-  members = MemberNumbers(dropout, fold(keys, 1), fold(keys, 2))
-  members_sharding = place and place.members
-  return (constrain(state, members_sharding),
-          constrain(members, members_sharding))
+    return (TrainState(params, bn_state, opt_state, jnp.zeros((), jnp.int32)),
+            MemberNumbers(rate, jax.random.fold_in(key, 1),
+                          jax.random.fold_in(key, 2)))
+  return map_members(one, place,
+                     (key_data, xavier_normal, learning_rate, dropout))
 
 
 @jax.jit

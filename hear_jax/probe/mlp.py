@@ -204,9 +204,11 @@ def apply_mlp(params: Params, bn_state: BatchNormState, x: jax.Array, *,
       h = h @ layer["weight"].T
       h, stats = batch_norm_train(h, layer, stats, mask,
                                   input_bias=layer["bias"])
-      keep_prob = 1.0 - dropout
-      h = jnp.where(noise[i] >= dropout_threshold(dropout), h / keep_prob,
-                    0.0)
+      # Kept units times 1 / (1 - p), as PyTorch scales them. A division by
+      # the broadcast keep probability is rewritten into this product in
+      # some programs and not in others, which rounds differently.
+      scale = 1.0 / (1.0 - jnp.asarray(dropout, jnp.float32))
+      h = jnp.where(noise[i] >= dropout_threshold(dropout), h * scale, 0.0)
     else:
       h = batch_norm_eval(h @ layer["weight"].T + layer["bias"], layer,
                           stats)

@@ -54,6 +54,7 @@ from hear_jax import metrics
 from hear_jax.data.task import TaskInfo
 from hear_jax.embed import SplitEmbeddings
 from hear_jax.probe import checkpoint as checkpoint_lib
+from hear_jax.probe import device_metrics
 from hear_jax.probe import events
 from hear_jax.probe import grid
 from hear_jax.probe import knn
@@ -155,6 +156,18 @@ def _score_fn(info: TaskInfo, valid: _Examples):
                              valid.reference_events, label_vocab=vocab)
     return events.select_postprocessing(combos, combo_score)
   return score
+
+
+def _device_metric(info: TaskInfo, use_scoring: bool) -> str | None:
+  """The validation monitor as the device computes it, if it can: the
+  validation loss, or a scene task's primary metric (event tasks choose
+  their post-processing on the host)."""
+  if not use_scoring:
+    return "valid_loss"
+  if info.embedding_type != "event" and (
+      info.primary_metric in device_metrics.SCENE):
+    return info.primary_metric
+  return None
 
 
 def _test_metrics(info: TaskInfo, test: _Examples, probs: np.ndarray,
@@ -351,6 +364,8 @@ def _fit_heads(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
   rows = {n: np.arange(end - len(examples[n].y), end)
           for n, end in zip(names, ends)}
   score_fns = {}
+  device_metric = (_device_metric(info, use_scoring)
+                   if probe_config.get("validate_on_device", True) else None)
 
   def member(hp: grid.HParams, split: int, key: jax.Array) -> trainer.Member:
     plan = plans[split]
@@ -359,7 +374,7 @@ def _fit_heads(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
                                if use_scoring else None)
     return trainer.Member(
         hp, key, np.concatenate([rows[s] for s in plan.train]),
-        rows[plan.valid], score_fns[plan.valid])
+        rows[plan.valid], score_fns[plan.valid], device_metric)
 
   fit = lambda members, part: trainer.fit_members(
       x, y, members, multilabel=multilabel, maximize=maximize,

@@ -3,18 +3,20 @@
 hear-eval-kit trains one PyTorch-Lightning model per grid point and fold.
 Here every head is a *member*; members that share an architecture
 (hidden_layers, hidden_dim, batch_size, check_val_every_n_epoch) are one
-vmapped program: learning rate (in the optimizer state via
+program: learning rate (in the optimizer state via
 `optax.inject_hyperparams`), initialization, dropout rate, patience,
 max_epochs, PRNG key and the rows of the embedding matrix a member trains
 and validates on are per-member numbers. The task's embeddings are on the
 devices once (`stack_rows`); grid points share their rows, the folds of a
-k-fold task are other rows. Members are spread over a ("members", "batch")
-mesh of every device (`placement`). The epochs between two validation
-checks run inside one jitted `lax.scan`; only the validation predictions
-come back to the host, where each member's `score_fn` scores them and early
-stopping (per member) decides. As members stop, the running ones move into
-a smaller program (power-of-two sizes) when a chunk of epochs is worth the
-compile, so stopped members stop costing compute.
+k-fold task are other rows. Members are spread over a "members" mesh of
+every device (`placement`), each device training its members one after the
+other, so a member's numbers are the same on any mesh and any number of
+processes. The epochs between two validation checks run inside one jitted
+`lax.scan`; only the validation predictions come back to the host, where
+each member's `score_fn` scores them and early stopping (per member)
+decides. A stopped member's epochs are skipped; on several devices the
+running members also move into a smaller program (power-of-two sizes) when
+a chunk of epochs is worth the compile, so the devices share them.
 
   results = fit_probes(train_x, train_y, valid_x, valid_y, hear_grid(),
                        multilabel=False, score_fn=top1, maximize=True,
@@ -31,6 +33,16 @@ compile, so stopped members stop costing compute.
 validation check, on that member's float32 validation probabilities (softmax
 or sigmoid). With `score_fn=None` the monitor is the validation loss
 (`maximize=False`), as for MAESTRO's `use_scoring_for_early_stopping=False`.
+
+A member may also name its monitor as the device computes it
+(`Member.device_metric`: a scene metric of `device_metrics.SCENE`, or
+"valid_loss"). When every member of a group does, the checks run inside
+the training program (`program.train_checks`): each member trains,
+validates, scores itself and applies the checkpoint and early-stopping rules
+below on the device, for as many checks as fit in about two seconds of work
+per dispatch, with no host round trip between them. The epochs, checkpoints
+and stop reasons are those of the host loop; the reported best score is
+the `score_fn`'s float64 value of the best checkpoint.
 
 Protocol (hear-reference.md §5.3), with the choices this port makes:
 
@@ -89,9 +101,11 @@ from hear_jax.probe import mlp  # noqa: F401  (callers reach it as trainer.mlp)
 from hear_jax.probe import program
 from hear_jax.probe.driver import (  # noqa: F401  (this module's public names)
     COMPACT_MIN_FLOPS,
+    GroupFit,
+)
+from hear_jax.probe.early_stopping import (  # noqa: F401
     EarlyStoppingState,
     FitResult,
-    GroupFit,
     ValidationCheck,
     early_stopping_init,
     early_stopping_step,
@@ -152,7 +166,7 @@ def fit_probes(train_x, train_y, valid_x, valid_y, hparams: Sequence[HParams],
     train_x, valid_x: embeddings [N, D] (numpy or jax).
     train_y, valid_y: one-hot (multiclass) or multi-hot targets [N, C].
     hparams: the grid points; entries sharing an architecture are trained
-      together as one vmapped program.
+      together as one program.
     multilabel: sigmoid + BCE (multilabel and event tasks) instead of
       softmax + cross-entropy.
     score_fn: host callback scoring one member's validation probabilities,
@@ -210,7 +224,7 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
     x: every row any member trains or validates on [N, D] (numpy or jax).
     y: the targets of those rows [N, C].
     members: what to train (`Member`); members sharing an architecture run
-      as one vmapped program, spread over `devices` (`placement`).
+      as one program, spread over `devices` (`placement`).
     multilabel, maximize: as `fit_probes`; the monitor (score_fn or the
       validation loss) must be the same kind for every member.
     shuffle_train: reshuffle each member's training rows every epoch.
@@ -251,7 +265,7 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
     x = stack_rows([np.asarray(x)], devices)
   if not isinstance(y, jax.Array) or y.dtype != jnp.float32:
     y = stack_rows([np.asarray(y)], devices)
-  spread = placement(1, devices)
+  spread = placement(devices)
   if spread is not None:
     x, y = (a if a.sharding == spread.replicated
             else jax.device_put(a, spread.replicated) for a in (x, y))
