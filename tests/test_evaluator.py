@@ -109,6 +109,35 @@ def test_per_layer_scores_equal_each_layer_alone(evaluator):
   assert len(rows) == LAYERS * len(TASKS)
 
 
+def test_trained_probe_fits_every_layer_in_one_program(monkeypatch):
+  # HEAR's MLP grid (2 points, few epochs) on a scene and an event task:
+  # every layer's heads are members of the same fit_members programs, and
+  # each layer's numbers are that layer's alone, bit for bit.
+  from hear_jax.probe import trainer  # pylint: disable=g-import-not-at-top
+  tasks = ["demo/pitch/tiny", "demo/sound_events/tiny"]
+  evaluator = hear_jax.Evaluator(tasks, probe={
+      "kind": "hear", "grid": "faster", "grid_points": 2, "max_epochs": 6})
+  params = _params()
+  fits = []
+  fit_members = trainer.fit_members
+  monkeypatch.setattr(trainer, "fit_members", lambda *a, **kw: (
+      fits.append(len(a[2])), fit_members(*a, **kw))[1])
+  layered = evaluator.run(from_functions(_layered, params,
+                                         sample_rate=16000, name="deep"))
+  # One fit per task (train/valid/test: no retraining), each holding the
+  # grid's 2 points of all 4 layers.
+  assert fits == [2 * LAYERS] * 2, fits
+  for i in range(LAYERS):
+    alone = evaluator.run(from_functions(
+        lambda p, a, i=i: _one_layer(p, a, layer=i), params,
+        sample_rate=16000, name=f"layer{i}"))
+    for key, value in alone.items():
+      if not key.endswith("seconds"):
+        task, metric = key.split("/")
+        np.testing.assert_array_equal(
+            layered[f"{task}/layer_{i}/{metric}"], value, err_msg=key)
+
+
 def test_layers_through_evaluate_equal_the_evaluator(tmp_path):
   params = _params()
   layered = from_functions(_layered, params, sample_rate=16000, name="deep")

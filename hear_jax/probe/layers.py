@@ -9,8 +9,11 @@ alone, with the same task key. For the ridge probe the layers share the
 work: per data split one vmapped program factorises every layer's training
 rows and one scores every layer's validation rows per alpha
 (`ridge.fit_ridge_layers`); each layer then takes its own alpha and is
-tested. Other probes run layer after layer through the same compiled
-programs (same shapes: nothing new is compiled after the first layer).
+tested. For the trained probes (HEAR's MLP grid, the linear probe) every
+layer's heads are members of the same programs (`protocol.run_layers`):
+the layers' embeddings are stacked into one matrix, a layer is a set of its
+rows, and each member trains alone on its device, so a layer's numbers are
+those of the layer probed alone, bit for bit. kNN goes layer after layer.
 """
 
 from __future__ import annotations
@@ -42,9 +45,9 @@ def run_task_layers(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
   layers = next(iter(splits.values())).x.shape[0]
   kind = protocol.probe_kind(probe_config)
   if kind != "ridge":
-    return [protocol.run_task(info, layer_splits(splits, i), probe_config,
-                              key, embedding_path=embedding_path)
-            for i in range(layers)]
+    return protocol.run_layers(
+        info, [layer_splits(splits, i) for i in range(layers)], probe_config,
+        key, embedding_path=embedding_path)
   # pylint: disable=protected-access
   one = layer_splits(splits, 0)  # targets are the same in every layer
   multilabel, maximize = protocol._multilabel(info), protocol._maximize(info)

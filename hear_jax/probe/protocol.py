@@ -282,25 +282,43 @@ def run_task(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
   `<checkpoint.directory>/split0/` and the retraining's under `retrain/`,
   and a rerun resumes from there (the caller clears it once results are
   kept)."""
+  return run_layers(info, [splits], probe_config, key,
+                    embedding_path=embedding_path, on_progress=on_progress,
+                    checkpoint=checkpoint)[0]
+
+
+def run_layers(info: TaskInfo,
+               layer_splits: Sequence[Mapping[str, SplitEmbeddings]],
+               probe_config: ml_collections.ConfigDict, key: jax.Array,
+               *, embedding_path: str,
+               on_progress: Callable[[int], None] | None = None,
+               checkpoint: checkpoint_lib.ProbeCheckpoint | None = None
+               ) -> list[TaskOutcome]:
+  """`run_task` on each of several layers' embeddings of one task, with the
+  same task key (each layer's outcome is that layer's `run_task`). For the
+  trained probes every layer's heads (and every seed's) are members of the
+  same programs: the layers' embeddings are stacked into one matrix, and a
+  layer is a set of its rows."""
   kind = probe_kind(probe_config)
   seeds = probe_config.get("seeds", 1)
   if seeds < 1:
     raise ValueError(f"config.probe.seeds: must be >= 1, got {seeds}")
   keys = [seed_key(key, seed) for seed in range(seeds)]
-  trained = [None] * seeds
+  trained = [[None] * seeds for _ in layer_splits]
   if kind not in grid.CLOSED_FORM_KINDS:
-    # Every seed's heads are members of the same programs.
     trained = _fit_heads(
-        info, splits, data_splits(info), task_grid(info, probe_config),
-        probe_config, keys, use_scoring=_monitors_score(info),
-        on_progress=on_progress, checkpoint=checkpoint)
-  outcomes = [_run_protocol(info, splits, probe_config, k, kind,
-                            embedding_path=embedding_path, trained=t)
-              for k, t in zip(keys, trained)]
-  if seeds == 1:
-    return outcomes[0]
-  return dataclasses.replace(
-      outcomes[0], doc=results.seed_scores([o.doc for o in outcomes]))
+        info, layer_splits, data_splits(info),
+        task_grid(info, probe_config), probe_config, keys,
+        use_scoring=_monitors_score(info), on_progress=on_progress,
+        checkpoint=checkpoint)
+  outcomes = []
+  for splits, layer_trained in zip(layer_splits, trained):
+    per_seed = [_run_protocol(info, splits, probe_config, k, kind,
+                              embedding_path=embedding_path, trained=t)
+                for k, t in zip(keys, layer_trained)]
+    outcomes.append(per_seed[0] if seeds == 1 else dataclasses.replace(
+        per_seed[0], doc=results.seed_scores([o.doc for o in per_seed])))
+  return outcomes
 
 
 def _ranked(fits: Sequence[Any], maximize: bool) -> list[int]:
@@ -336,45 +354,53 @@ def _maximize(info: TaskInfo) -> bool:
           if _monitors_score(info) else False)
 
 
-def _fit_heads(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
+def _fit_heads(info: TaskInfo,
+               layer_splits: Sequence[Mapping[str, SplitEmbeddings]],
                plans: Sequence[DataSplit], points: Sequence[grid.HParams],
                probe_config: ml_collections.ConfigDict,
                keys: Sequence[jax.Array], *, use_scoring: bool,
                on_progress: Callable[[int], None] | None,
                checkpoint: checkpoint_lib.ProbeCheckpoint | None
-               ) -> list[_TrainedHeads]:
-  """For every seed (one task key each): the grid on data split 0, then the
-  seed's best point on every other split. Every seed's grid points are
-  members of one program (`trainer.fit_members`), and all the retraining
-  another.
+               ) -> list[list[_TrainedHeads]]:
+  """For every layer and seed (one task key each): the grid on data split
+  0, then that run's best point on every other split; per layer, per seed.
+  Every run's grid points are members of one program
+  (`trainer.fit_members`), and all the retraining another.
 
-  The task's embeddings go to the devices once; a data split is a set of
-  their rows. Keys are those of one `fit_probes` call per split: member j
-  of split i uses fold_in(fold_in(seed key, i), j).
+  The task's embeddings (every layer's) go to the devices once; a data
+  split of a layer is a set of their rows. Keys are those of one
+  `fit_probes` call per split, the same for every layer: member j of split
+  i uses fold_in(fold_in(seed key, i), j).
   """
   multilabel, maximize = _multilabel(info), _maximize(info)
   used = {n for p in plans for n in (*p.train, p.valid, p.test)}
-  # In the splits' own order: packed splits (`embed.packed_splits`) then
-  # reach a CPU device without a copy.
-  names = [n for n in splits if n in used]
-  examples = {n: _examples(info, [splits[n]]) for n in names}
-  x = trainer.stack_rows([examples[n].x for n in names])
-  y = trainer.stack_rows([examples[n].y for n in names])
-  ends = np.cumsum([len(examples[n].y) for n in names])
-  rows = {n: np.arange(end - len(examples[n].y), end)
-          for n, end in zip(names, ends)}
+  # In the splits' own order: packed splits (`embed.packed_splits`) of one
+  # layer then reach a CPU device without a copy.
+  names = [n for n in layer_splits[0] if n in used]
+  examples = [{n: _examples(info, [splits[n]]) for n in names}
+              for splits in layer_splits]
+  x = trainer.stack_rows([ex[n].x for ex in examples for n in names])
+  y = trainer.stack_rows([ex[n].y for ex in examples for n in names])
+  ends = np.cumsum([len(ex[n].y) for ex in examples for n in names])
+  ends = ends.reshape(len(examples), len(names))
+  rows = [{n: np.arange(end - len(ex[n].y), end)
+           for n, end in zip(names, layer_ends)}
+          for ex, layer_ends in zip(examples, ends)]
+  runs = [(layer, key) for layer in range(len(layer_splits)) for key in keys]
   score_fns = {}
   device_metric = (_device_metric(info, use_scoring)
                    if probe_config.get("validate_on_device", True) else None)
 
-  def member(hp: grid.HParams, split: int, key: jax.Array) -> trainer.Member:
+  def member(hp: grid.HParams, split: int, key: jax.Array,
+             layer: int) -> trainer.Member:
     plan = plans[split]
-    if plan.valid not in score_fns:
-      score_fns[plan.valid] = (_score_fn(info, examples[plan.valid])
+    if plan.valid not in score_fns:  # the targets: the same in every layer
+      score_fns[plan.valid] = (_score_fn(info, examples[0][plan.valid])
                                if use_scoring else None)
+    layer_rows = rows[layer]
     return trainer.Member(
-        hp, key, np.concatenate([rows[s] for s in plan.train]),
-        rows[plan.valid], score_fns[plan.valid], device_metric)
+        hp, key, np.concatenate([layer_rows[s] for s in plan.train]),
+        layer_rows[plan.valid], score_fns[plan.valid], device_metric)
 
   fit = lambda members, part: trainer.fit_members(
       x, y, members, multilabel=multilabel, maximize=maximize,
@@ -382,10 +408,11 @@ def _fit_heads(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
       checkpoint=checkpoint and checkpoint.child(part))
   n = len(points)
   start = time.perf_counter()
-  grid_fits = fit([member(p, 0, k) for key in keys for p, k in zip(
-      points, trainer.member_keys(jax.random.fold_in(key, 0), n))], "split0")
-  grid_fits = [grid_fits[s * n:(s + 1) * n] for s in range(len(keys))]
-  grid_seconds = (time.perf_counter() - start) / len(keys)
+  grid_fits = fit([member(p, 0, k, layer) for layer, key in runs
+                   for p, k in zip(points, trainer.member_keys(
+                       jax.random.fold_in(key, 0), n))], "split0")
+  grid_fits = [grid_fits[r * n:(r + 1) * n] for r in range(len(runs))]
+  grid_seconds = (time.perf_counter() - start) / len(runs)
   selected = [f[_ranked(f, maximize)[0]].hparams for f in grid_fits]
   if on_progress is not None:
     # Later splits train the selected point only: its epochs, not the
@@ -396,15 +423,19 @@ def _fit_heads(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
   if len(plans) > 1:
     start = time.perf_counter()
     retrained = fit(
-        [member(hp, i, trainer.member_keys(jax.random.fold_in(key, i), 1)[0])
-         for key, hp in zip(keys, selected) for i in range(1, len(plans))],
-        "retrain")
+        [member(hp, i, trainer.member_keys(jax.random.fold_in(key, i), 1)[0],
+                layer)
+         for (layer, key), hp in zip(runs, selected)
+         for i in range(1, len(plans))], "retrain")
     retrain_seconds = (time.perf_counter() - start) / len(retrained)
   k = len(plans) - 1
-  return [_TrainedHeads(
-      examples, x, y, rows,
-      [grid_fits[s]] + [[f] for f in retrained[s * k:(s + 1) * k]],
-      [grid_seconds] + [retrain_seconds] * k) for s in range(len(keys))]
+  trained = [_TrainedHeads(
+      examples[layer], x, y, rows[layer],
+      [grid_fits[r]] + [[f] for f in retrained[r * k:(r + 1) * k]],
+      [grid_seconds] + [retrain_seconds] * k)
+             for r, (layer, _) in enumerate(runs)]
+  return [trained[l * len(keys):(l + 1) * len(keys)]
+          for l in range(len(layer_splits))]
 
 
 def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
