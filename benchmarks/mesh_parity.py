@@ -177,6 +177,11 @@ def main() -> None:
       bad.append(name)
     print(f"| {name} | {score:.6f} ± {std:.4f} | {diff:.1e} | {seconds:.0f}"
           f" | {peak:.0f} |")
+  if args.memory:
+    print("\nReplicated on every device: each member's row indices, the "
+          "validation outputs the host reads, and the embeddings (on CPU "
+          "devices one shared host buffer). Each member's head, Adam moments "
+          "and BatchNorm state live on one device only.")
   if bad and not args.memory:
     print(f"differs from 1 device by more than {args.tolerance}: "
           f"{', '.join(bad)}")

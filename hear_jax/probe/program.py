@@ -290,7 +290,10 @@ def train_checks(state, best, monitor, members, x, y, train_rows, n_train,
 
   def member_checks(member, data):
     st, kept, mon, numbers, trows, ntr, vrows, nva, last, wait_max = member
-    x, y, first_check, n_checks = data
+    x, y, first_check, n_checks, shared_train, shared_valid = data
+    # Rows shared by every member come with the data (None per member).
+    trows = shared_train if trows is None else trows
+    vrows = shared_valid if vrows is None else vrows
     real = ((jnp.arange(vrows.shape[0]) < nva).astype(jnp.float32)
             if own_valid else None)
     targets = y[vrows]
@@ -331,20 +334,11 @@ def train_checks(state, best, monitor, members, x, y, train_rows, n_train,
   per_member = (state, best, monitor, members, *own(train_rows, n_train),
                 *own(valid_rows, n_valid), max_checks, patience)
 
-  def unpack(member, data):
-    st, kept, mon, numbers, trows, ntr, vrows, nva, last, wait_max = member
-    x, y, first, n, shared_train, shared_valid = data
-    return member_checks(
-        (st, kept, mon, numbers,
-         shared_train if trows is None else trows, ntr,
-         shared_valid if vrows is None else vrows, nva, last, wait_max),
-        (x, y, first, n))
-
   shared = (x, y, first_check, n_checks,
             None if own_train else train_rows,
             None if own_valid else valid_rows)
-  state, best, monitor, hist = members_lib.map_members(unpack, place,
-                                                       per_member, shared)
+  state, best, monitor, hist = members_lib.map_members(
+      member_checks, place, per_member, shared)
   # What the host reads, whole on every device (and so on every process);
   # the state and monitor stay split for the next dispatch.
   return state, best, monitor, members_lib.constrain(
