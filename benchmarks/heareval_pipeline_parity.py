@@ -6,6 +6,9 @@
       --models naive,bridge --grid default --grid_points 1
   .venv/bin/python benchmarks/heareval_pipeline_parity.py \
       --models crepe --crepe_clips 108 --tasks pitch
+  .venv/bin/python benchmarks/heareval_pipeline_parity.py --models crepe \
+      --crepe_clips 2052 --crepe_clip_s 0.25 --tasks pitch \
+      --grid default --grid_points 1 --workdir /tmp/pipeline_parity_crepe
   # B: 5 seeds of both probes on identical embeddings (5 runs at once)
   .venv/bin/python benchmarks/heareval_pipeline_parity.py --seeds 5 \
       --jobs 5 --grid fast --grid_points 1
@@ -25,8 +28,9 @@ Tasks (written under --workdir/tasks/, hearpreprocess's on-disk format):
   rates. Scene, multiclass, trainvaltest, `pitch_acc` then `chroma_acc`.
   Each model reads its own rate's folder in both kits (naive 44100/, crepe
   16000/). `crepe` uses `parity_pitch_small` (--crepe_clips, the same
-  generator with fewer clips): torchcrepe runs ~0.25 s of audio per CPU
-  second, so 2000 clips are hours under the kit on 2 cores.
+  generator with fewer clips, or shorter ones with --crepe_clip_s):
+  torchcrepe embeds ~0.16 s of audio per second on 2 cores, so 2000 1-s
+  clips are 3.5 h under the kit; 2052 clips of 0.25 s take ~55 min.
 - `spoken_digit`: the real hearpreprocess fixture
   (/work/shared/fixtures/hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz,
   100 clips, 5 folds, 44.1 kHz only: crepe is not run on it, as the kit
@@ -156,8 +160,10 @@ runner()
 
 
 def make_pitch_task(root: pathlib.Path, name: str, clips: int,
-                    grid_override: dict | None = None) -> pathlib.Path:
-  """The demo pitch notes at 44.1 kHz (rendered) and 16 kHz (soxr HQ)."""
+                    grid_override: dict | None = None,
+                    clip_s: float | None = None) -> pathlib.Path:
+  """The demo pitch notes at 44.1 kHz (rendered) and 16 kHz (soxr HQ),
+  `clip_s` seconds each (the demo's length by default)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import soundfile as sf  # pylint: disable=g-import-not-at-top
   import soxr  # pylint: disable=g-import-not-at-top
@@ -173,8 +179,9 @@ def make_pitch_task(root: pathlib.Path, name: str, clips: int,
   n = len(pb.PITCHES)
   config = pb.PitchConfig(name=name, train=(per_pitch - 2 * held) * n,
                           valid=held * n, test=held * n)
+  clip_s = pb.CLIP_S if clip_s is None else clip_s
   meta = dict(pb.task_metadata(config), task_name=name, mode="full",
-              default_mode="full")
+              default_mode="full", sample_duration=clip_s)
   if grid_override:
     meta["evaluation_params"] = {"task_specific_param_grid": grid_override}
   task = root / f"{name}-1.0.0-full"
@@ -188,18 +195,18 @@ def make_pitch_task(root: pathlib.Path, name: str, clips: int,
       rng = demo.example_rng(config.seed, split, index)  # as render_clip
       audio = instruments.render_note(
           note.program, note.pitch, velocity=int(rng.integers(40, 128)),
-          hold_s=float(rng.uniform(0.6, 0.8)), total_s=pb.CLIP_S,
+          hold_s=float(rng.uniform(0.6, 0.8)), total_s=clip_s,
           sample_rate=rate)
       peak_db = float(rng.uniform(-9.0, -3.0))
       audio = mixing.fit_length(
-          mixing.set_peak(audio, 10.0**(peak_db / 20.0)), int(pb.CLIP_S * rate))
+          mixing.set_peak(audio, 10.0**(peak_db / 20.0)), int(clip_s * rate))
       wav = f"{note.clip_id}.wav"
       entries[split][wav] = [str(note.pitch)]
       sf.write(task / str(rate) / split / wav, np.clip(audio, -1, 1), rate,
                subtype="PCM_16")
       for r in RATES[1:]:
         low = soxr.resample(audio.astype(np.float64), rate, r, quality="HQ")
-        low = mixing.fit_length(low, int(pb.CLIP_S * r))
+        low = mixing.fit_length(low, int(clip_s * r))
         sf.write(task / str(r) / split / wav, np.clip(low, -1, 1), r,
                  subtype="PCM_16")
   (task / "task_metadata.json").write_text(json.dumps(meta, indent=1))
@@ -295,7 +302,8 @@ def task_dirs(work: pathlib.Path, args: argparse.Namespace,
   makers = {
       "pitch": lambda r: make_pitch_task(r, "parity_pitch", args.clips),
       "pitch_small": lambda r: make_pitch_task(r, "parity_pitch_small",
-                                               args.crepe_clips),
+                                               args.crepe_clips,
+                                               clip_s=args.crepe_clip_s),
       "spoken_digit": unpack_fixture,
       "pitch_seeds": lambda r: make_pitch_task(
           r, "parity_pitch_seeds", args.seed_clips, args.seed_grid_override),
@@ -610,6 +618,10 @@ def main() -> None:
                       help="clips of parity_pitch (36 pitches, 60/20/20)")
   parser.add_argument("--crepe_clips", type=int, default=108,
                       help="clips of parity_pitch_small (crepe's task)")
+  parser.add_argument("--crepe_clip_s", type=float, default=None,
+                      help="seconds per clip of parity_pitch_small (default "
+                      "the demo's 1 s; hearbaseline.torchcrepe embeds about "
+                      "0.16 s of audio per second on 2 cores)")
   parser.add_argument("--event_embeddings", default="melstats",
                       help="--seeds: the event task's embeddings: `naive` "
                       "(the kit's hearbaseline.naive) or a hear_jax model "
