@@ -24,9 +24,17 @@ Cases (embeddings built once, cached under --cache, default /tmp/probe_bench):
   `melstats(n_mels=256, sample_rate=22050)` (mean and std of 256 log-mel
   bands; 22.05 kHz because at 16 kHz 256 bands leave some without an FFT
   bin).
+- scene train/valid/test (`--tasks=scene_tvt`): the demo pitch builder's
+  notes (tasks/demo/pitch: 36 pitch classes, GM instruments disjoint between
+  splits), `--tvt_clips` of them (default 2916: 1764/576/576), rendered at
+  16 kHz, `pitch_acc`. `--tvt_dims=512` embeds them with the 512-d melstats
+  above, 2048 with `crepe` (HEAR's CREPE, 2048-d scene embeddings: pitch is
+  what it was made for; embedding 2916 clips takes ~45 min on 2 CPU cores,
+  once: the embeddings are cached).
 - event: the demo sound_events task (100 ten-second scenes, 11 classes,
   train/valid/test 60/20/20) embedded by `--event_model` (default `melstats`,
-  128-d, 20 frames/s). `--event_model=naive` gives 4096-d frames, but then
+  128-d, 20 frames/s); `--event_scenes=200` generates 200 scenes of the same
+  generator (120/40/40). `--event_model=naive` gives 4096-d frames, but then
   hear-eval-kit's default grid takes hours on 2 CPU cores.
 
 Each case's embeddings are written once in hear-eval-kit's layout
@@ -114,11 +122,13 @@ Scores. Primary metric side by side: k-fold mean ± std over the folds
 |mean difference| <= max(0.02, heareval's fold std), event <= 0.05; the
 two share embeddings and protocol but not random numbers or framework.
 
-Targets (the issue's, for a 2-core CPU) are printed PASS or MISSED: scene
-4096-d ratio >= 1.2 and >= 60 % of peak; scene 512-d ratio >= 3; event
-ratio >= 10; scores within tolerance; mem ratio < 2. A missed target does not
-change the exit status; a failed run does (its log's tail is printed; logs
-are in <cache>/logs/).
+Targets (for a 2-core CPU) are printed PASS or MISSED. Speed is the ratio
+of the whole processes (what a user waits for): never below 1 (hear_jax
+never slower), >= 1.5 on both 512-d scene cases, >= 1.3 on the 4096-d scene
+case, >= 2 on the event case; head training at >= 75 % of the fp32 matmul
+peak on the scene cases of 512-d and more; scores within tolerance; mem
+ratio < 2. A missed target does not change the exit status; a failed run
+does (its log's tail is printed; logs are in <cache>/logs/).
 
 Output: the table on stdout, and everything (per-case timings, memory,
 member epochs, heareval's per-fold best epoch and, from its CSV logs, the
@@ -165,9 +175,19 @@ EVENT_TASK = "demo/sound_events"
 SCENE_TASK_NAME = "demo_spoken_commands_5fold"
 TASK_KEY_SEED = 0  # config.seed of a default hear_jax run
 
-# The issue's targets (2-core CPU).
-SPEED_TARGETS = {("scene", 4096): 1.2, ("scene", 512): 3.0, "event": 10.0}
-FLOP_FRACTION_TARGET = {("scene", 4096): 0.6}
+# A train/valid/test scene task: the demo pitch notes, more of them.
+TVT_MODELS = {512: "melstats(n_mels=256, sample_rate=22050)",
+              2048: "crepe"}
+TVT_TASK = "demo_pitch_tvt"
+DEMO_EVENT_SCENES = 100  # the demo sound_events config (60/20/20)
+
+# Targets for the whole-process ratio (kit / hear_jax) on a 2-core CPU:
+# every case at least 1 (never slower), these cases more.
+SPEED_TARGETS = {("scene", 4096): 1.3, ("scene", 512): 1.5,
+                 ("scene_tvt", 512): 1.5, "event": 2.0}
+NEVER_SLOWER = 1.0
+FLOP_FRACTION_TARGET = {("scene", 4096): 0.75, ("scene", 512): 0.75,
+                        ("scene_tvt", 512): 0.75, ("scene_tvt", 2048): 0.75}
 SCENE_TOLERANCE, EVENT_TOLERANCE = 0.02, 0.05
 MEMORY_RATIO_TARGET = 2.0
 
@@ -403,15 +423,22 @@ def assign_folds(ids: list[str], labels: list[str], k: int) -> list[int]:
   return fold
 
 
-def _embedded_task(spec: str, model_spec: str, cache: pathlib.Path):
-  """(task, splits, fingerprint): the task prepared under <cache>/tfds and
-  embedded (cached as npz under <cache>/npz)."""
+def _embedded_task(spec: Any, model_spec: str, cache: pathlib.Path):
+  """(task, splits, fingerprint): the task (a task spec, or a demo builder
+  class and its config) prepared under <cache>/tfds and embedded (cached as
+  npz under <cache>/npz)."""
   from hear_jax import run  # pylint: disable=g-import-not-at-top
   from hear_jax.config import default_config  # pylint: disable=g-import-not-at-top
   from hear_jax.data import task_specs  # pylint: disable=g-import-not-at-top
   from hear_jax.data.task import load_task  # pylint: disable=g-import-not-at-top
   from hear_jax.models import load_model  # pylint: disable=g-import-not-at-top
-  builder = task_specs.prepare_task(spec, str(cache / "tfds"))
+  if isinstance(spec, str):
+    builder = task_specs.prepare_task(spec, str(cache / "tfds"))
+  else:
+    builder_class, config = spec
+    builder = builder_class(config=config, data_dir=str(cache / "tfds"),
+                            file_format="array_record")
+    builder.download_and_prepare()
   task = load_task(builder)
   model = load_model(model_spec)
   splits, fingerprint, _ = run.embed_task(
@@ -469,13 +496,67 @@ def build_scene_kfold(cache: pathlib.Path, model_spec: str, dims: int,
       fingerprint=f"{fingerprint}\nfolds={folds} stratified crc32 v1")
 
 
-def build_event(cache: pathlib.Path, model_spec: str) -> pathlib.Path:
+def _split_counts(total: int, per_label: int = 1) -> tuple[int, int, int]:
+  """train/valid/test counts 60/20/20 of `total`, in multiples of
+  `per_label`."""
+  units = total // per_label
+  held = max(1, round(units * 0.2))
+  if units - 2 * held < 1:
+    raise ValueError(f"{total} is too few to split 60/20/20")
+  return ((units - 2 * held) * per_label, held * per_label, held * per_label)
+
+
+def build_scene_tvt(cache: pathlib.Path, model_spec: str, dims: int,
+                    clips: int) -> pathlib.Path:
+  """The train/valid/test scene case: the demo pitch builder's notes (36
+  pitch classes, instruments disjoint between splits), `clips` of them."""
   from hear_jax import run  # pylint: disable=g-import-not-at-top
   from hear_jax.data import heareval_layout  # pylint: disable=g-import-not-at-top
-  task, splits, fingerprint = _embedded_task(EVENT_TASK, model_spec, cache)
+  from hear_jax.data.task import TaskInfo  # pylint: disable=g-import-not-at-top
+  from tasks.demo.pitch import pitch_dataset_builder as pitch  # pylint: disable=g-import-not-at-top
+  train, valid, test = _split_counts(clips, len(pitch.PITCHES))
+  config = pitch.PitchConfig(name=f"bench{clips}", train=train, valid=valid,
+                             test=test)
+  task, splits, fingerprint = _embedded_task((pitch.Builder, config),
+                                             model_spec, cache)
+  width = next(iter(splits.values())).x.shape[1]
+  if width != dims:
+    raise ValueError(f"--tvt_dims={dims}: model {model_spec} gives {width}"
+                     " dimensions")
+  name = f"{TVT_TASK}_{clips}"
+  info = TaskInfo(name=name, metadata={**task.info.metadata, "task_name": name},
+                  label_vocabulary=task.info.label_vocabulary,
+                  sample_rate=task.info.sample_rate)
   out = (cache / "embeddings" / run.slug(model_spec)
-         / heareval_layout.task_dir_name(task.info.metadata))
-  return heareval_layout.export_task(out, task.info, splits,
+         / heareval_layout.task_dir_name(info.metadata))
+  return heareval_layout.export_task(out, info, splits,
+                                     fingerprint=fingerprint)
+
+
+def build_event(cache: pathlib.Path, model_spec: str,
+                scenes: int = DEMO_EVENT_SCENES) -> pathlib.Path:
+  """The event case: the demo sound_events task, or `scenes` scenes of its
+  generator (60/20/20)."""
+  from hear_jax import run  # pylint: disable=g-import-not-at-top
+  from hear_jax.data import heareval_layout  # pylint: disable=g-import-not-at-top
+  from hear_jax.data.task import TaskInfo  # pylint: disable=g-import-not-at-top
+  from tasks.demo.sound_events import sound_events_dataset_builder as events  # pylint: disable=g-import-not-at-top
+  if scenes == DEMO_EVENT_SCENES:
+    spec = EVENT_TASK
+  else:
+    train, valid, test = _split_counts(scenes)
+    spec = (events.Builder, events.SoundEventsConfig(
+        name=f"bench{scenes}", train=train, valid=valid, test=test))
+  task, splits, fingerprint = _embedded_task(spec, model_spec, cache)
+  info = task.info
+  if scenes != DEMO_EVENT_SCENES:
+    name = f"{info.name}_{scenes}"
+    info = TaskInfo(name=name, metadata={**info.metadata, "task_name": name},
+                    label_vocabulary=info.label_vocabulary,
+                    sample_rate=info.sample_rate)
+  out = (cache / "embeddings" / run.slug(model_spec)
+         / heareval_layout.task_dir_name(info.metadata))
+  return heareval_layout.export_task(out, info, splits,
                                      fingerprint=fingerprint)
 
 
@@ -637,12 +718,14 @@ def summarize(case: dict[str, Any], hj: dict[str, Any] | None,
   if "hear_jax_s" in row and "heareval_s" in row:
     ratio = row["heareval_s"] / row["hear_jax_s"]
     row["ratio"] = ratio
-    row["process_ratio"] = row["heareval_process_s"] / row["hear_jax_process_s"]
+    process_ratio = row["heareval_process_s"] / row["hear_jax_process_s"]
+    row["process_ratio"] = process_ratio
+    # The targets are on what a user waits for: the whole processes.
     speed_target = SPEED_TARGETS.get(
-        "event" if case["kind"] == "event" else (case["kind"], case["dims"]))
-    if speed_target is not None:
-      targets["speed"] = {"value": ratio, "target": f">= {speed_target}",
-                          "ok": ratio >= speed_target}
+        "event" if case["kind"] == "event" else (case["kind"], case["dims"]),
+        NEVER_SLOWER)
+    targets["speed"] = {"value": process_ratio, "target": f">= {speed_target}",
+                        "ok": process_ratio >= speed_target}
     tolerance = (EVENT_TOLERANCE if case["kind"] == "event"
                  else max(SCENE_TOLERANCE, row["heareval_std"] or 0.0))
     diff = abs(row["hear_jax_score"] - row["heareval_score"])
@@ -667,7 +750,7 @@ def print_table(rows: list[dict[str, Any]], peak: dict[str, Any],
                 metric: dict[str, str]) -> None:
   print()
   print("| task | dims | hear_jax s (load s) | heareval s | ratio |"
-        " process s hear_jax / heareval |"
+        " process s hear_jax / heareval (ratio) |"
         " compiles (s, cached) |"
         " peak MB hear_jax / heareval | hear_jax score | heareval score |"
         " abs diff (tol) | stage GFLOP/s (% peak) |"
@@ -682,7 +765,8 @@ def print_table(rows: list[dict[str, Any]], peak: dict[str, Any],
           f" {_fmt(r.get('heareval_s'))} |"
           f" {_fmt(r.get('ratio'), '.2f')}{'x' if 'ratio' in r else ''} |"
           f" {_fmt(r.get('hear_jax_process_s'))} /"
-          f" {_fmt(r.get('heareval_process_s'))} |"
+          f" {_fmt(r.get('heareval_process_s'))}"
+          f" ({_fmt(r.get('process_ratio'), '.2f')}x) |"
           f" {_fmt(r.get('compiles'), 'd')} ({_fmt(r.get('compile_s'))} s,"
           f" {_fmt(r.get('compile_cache_hits'), 'd')}) |"
           f" {_fmt(r.get('hear_jax_peak_mb'), '.0f')} /"
@@ -722,10 +806,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="embeddings, heareval's working copies, logs")
   parser.add_argument("--scene_dims", default="4096,512",
                       help=f"comma list of {sorted(SCENE_MODELS)}")
-  parser.add_argument("--tasks", default="scene,event",
-                      help="comma list of scene, event")
+  parser.add_argument("--tasks", default="scene,scene_tvt,event",
+                      help="comma list of scene, scene_tvt, event")
+  parser.add_argument("--tvt_dims", default="512,2048",
+                      help=f"comma list of {sorted(TVT_MODELS)}")
+  parser.add_argument("--tvt_clips", type=int, default=2916,
+                      help="clips of the train/valid/test pitch task")
   parser.add_argument("--event_model", default="melstats",
                       help="hear_jax model spec embedding the event task")
+  parser.add_argument("--event_scenes", type=int, default=DEMO_EVENT_SCENES,
+                      help="10-s scenes of the event task (60/20/20)")
   parser.add_argument("--grid", default="default",
                       choices=("default", "fast", "faster"))
   parser.add_argument("--grid_points", type=int, default=8)
@@ -751,18 +841,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   args.compile_cache = args.compile_cache or str(args.cache / "xla")
   args.out = args.out or args.cache / "probe_vs_heareval.json"
   args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-  bad = [t for t in args.tasks if t not in ("scene", "event")]
+  kinds = ("scene", "scene_tvt", "event")
+  bad = [t for t in args.tasks if t not in kinds]
   if bad or not args.tasks:
-    parser.error(f"--tasks: {bad or 'nothing'} (expected scene and/or event)")
-  try:
-    args.scene_dims = [int(d) for d in args.scene_dims.split(",") if d.strip()]
-  except ValueError:
-    parser.error(f"--scene_dims: {args.scene_dims!r} is not a comma list of"
-                 " integers")
-  bad = [d for d in args.scene_dims if d not in SCENE_MODELS]
-  if "scene" in args.tasks and (bad or not args.scene_dims):
-    parser.error(f"--scene_dims: {bad or 'nothing'} (available:"
-                 f" {sorted(SCENE_MODELS)})")
+    parser.error(f"--tasks: {bad or 'nothing'} (expected some of {kinds})")
+  for flag, task, models in (("scene_dims", "scene", SCENE_MODELS),
+                             ("tvt_dims", "scene_tvt", TVT_MODELS)):
+    text = getattr(args, flag)
+    try:
+      dims = [int(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+      parser.error(f"--{flag}: {text!r} is not a comma list of integers")
+    bad = [d for d in dims if d not in models]
+    if task in args.tasks and (bad or not dims):
+      parser.error(f"--{flag}: {bad or 'nothing'} (available:"
+                   f" {sorted(models)})")
+    setattr(args, flag, dims)
+  if args.event_scenes < 5:
+    parser.error("--event_scenes: must be >= 5 (3/1/1 scenes)")
   if args.grid_points < 1:
     parser.error("--grid_points: must be >= 1")
   if args.folds < 3:
@@ -800,8 +896,15 @@ def main() -> int:
                     "name": f"scene_{dims}",
                     "dir": build_scene_kfold(args.cache, model, dims,
                                              args.folds)})
+  if "scene_tvt" in args.tasks:
+    for dims in args.tvt_dims:
+      model = TVT_MODELS[dims]
+      cases.append({"kind": "scene_tvt", "dims": dims, "model": model,
+                    "name": f"scene_tvt_{dims}",
+                    "dir": build_scene_tvt(args.cache, model, dims,
+                                           args.tvt_clips)})
   if "event" in args.tasks:
-    path = build_event(args.cache, args.event_model)
+    path = build_event(args.cache, args.event_model, args.event_scenes)
     dims = json.loads((path / "train.embedding-dimensions.json")
                       .read_text())[1]
     cases.append({"kind": "event", "dims": dims, "model": args.event_model,

@@ -126,6 +126,26 @@ def test_event_metrics_stay_on_the_host():
       len(r.history) for r in results)
 
 
+def test_a_fit_compiles_each_training_program_once(monkeypatch):
+  # Dispatches feed the program's outputs back as its inputs; inputs it
+  # first got from the host must be laid out as those outputs are, or the
+  # second dispatch compiles the program again (it did, on one device).
+  monkeypatch.setattr(device_loop, "DISPATCH_SECONDS", 1e-9)
+  x, y, members = _members("top1_acc", own_rows=False, multilabel=False)
+  x = np.concatenate([x, x[:, :2]], axis=1)  # a width no other test compiles
+  compiled = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, seconds, fun_name=None, **_: compiled.append(fun_name)
+      if event == "/jax/core/compile/backend_compile_duration" else None)
+  on_device = _fit(members, x, y, False)
+  on_host = _fit([m._replace(device_metric=None) for m in members], x, y,
+                 False)
+  assert max(len(r.history) for r in on_device) > 3  # many dispatches
+  assert compiled.count("jit(train_checks)") == 1
+  assert compiled.count("jit(train_chunk)") == 1
+  assert [r.best_epoch for r in on_device] == [r.best_epoch for r in on_host]
+
+
 class _Killed(Exception):
   pass
 

@@ -111,7 +111,7 @@ class GroupFit:
     chunk_flops = self.every * int(train_counts.max()) * (
         4 * sizes[0] * sizes[1]
         + 6 * sum(a * b for a, b in zip(sizes[1:-1], sizes[2:])))
-    self.n_devices = 1 if self.place is None else self.place.mesh.size
+    self.n_devices = self.place.mesh.size
     metrics = {m.device_metric for m in members}
     self.device_metric = metrics.pop() if len(metrics) == 1 else None
     if self.device_metric is not None and self.valid_rows.ndim == 2 and (
@@ -339,7 +339,7 @@ class GroupFit:
     saved = self.checkpoint.load(
         self.group_index, self._identity(), train_template=self.state,
         best_template=(self.state.params, self.state.bn_state))
-    if saved is not None and self.place is not None:
+    if saved is not None:
       # Back onto the group's mesh, where the running program expects them.
       put = lambda t: jax.device_put(t, self.place.members)
       saved.best = put(saved.best)

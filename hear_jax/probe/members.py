@@ -65,14 +65,16 @@ class Placement(NamedTuple):
     return self.members.mesh
 
 
-def placement(devices: Sequence[jax.Device] | None = None
-              ) -> Placement | None:
-  """The mesh over `devices` (default: all of them, every process's); None
-  on a single device (plain jit). A member stack placed on it has a multiple
-  of the device count (`padded_count`)."""
+def placement(devices: Sequence[jax.Device] | None = None) -> Placement:
+  """The mesh over `devices` (default: all of them, every process's), one
+  device included. A member stack placed on it has a multiple of the device
+  count (`padded_count`).
+
+  On one device too every array a group places is committed to it: a
+  program compiled for uncommitted inputs is compiled again when its own
+  (committed) outputs come back as inputs, which doubled the compiles of
+  every fit's training program."""
   devices = list(jax.devices() if devices is None else devices)
-  if len(devices) == 1:
-    return None
   mesh = jax.sharding.Mesh(np.array(devices), ("members",))
   spec = jax.sharding.PartitionSpec
   return Placement(
@@ -99,7 +101,7 @@ def map_members(fn, place: Placement | None, per_member, shared=()):
   of its sums. `fn`'s outputs all have the member axis first."""
   def local(per_member, shared):
     return jax.lax.map(lambda member: fn(member, shared), per_member)
-  if place is None:
+  if place is None or place.mesh.size == 1:
     return local(per_member, shared)
   spec = jax.sharding.PartitionSpec
   return jax.shard_map(local, mesh=place.mesh,
@@ -153,21 +155,21 @@ def stack_rows(parts: Sequence[np.ndarray],
   parts = [np.asarray(p) for p in parts]
   shape = (sum(len(p) for p in parts),) + parts[0].shape[1:]
   place = placement(devices)
-  local = ([d for d in place.replicated.mesh.devices.flat
-            if d.process_index == jax.process_index()] if place is not None
-           else [(devices or jax.devices())[0]])
+  one = place.mesh.size == 1
+  local = [d for d in place.replicated.mesh.devices.flat
+           if d.process_index == jax.process_index()]
   if all(d.platform == "cpu" for d in local):
     whole = aligned_rows.end_to_end(parts)
     if whole is None:
       whole = aligned_rows.end_to_end(aligned_rows.packed_rows(parts))
-    if place is None:
+    if one:
       return jax.device_put(whole, local[0])
     # Each local device aliases the aligned buffer (read-only: nothing
     # donates or writes these arrays).
     return jax.make_array_from_single_device_arrays(
         whole.shape, place.replicated,
         [jax.device_put(whole, d) for d in local])
-  if place is not None:
+  if not one:
     # Across accelerators (or processes) the array is made shard by shard.
     return to_device(np.concatenate(parts).astype(np.float32),
                      place.replicated)

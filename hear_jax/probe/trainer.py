@@ -266,9 +266,8 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
   if not isinstance(y, jax.Array) or y.dtype != jnp.float32:
     y = stack_rows([np.asarray(y)], devices)
   spread = placement(devices)
-  if spread is not None:
-    x, y = (a if a.sharding == spread.replicated
-            else jax.device_put(a, spread.replicated) for a in (x, y))
+  x, y = (a if a.sharding.is_equivalent_to(spread.replicated, a.ndim)
+          else jax.device_put(a, spread.replicated) for a in (x, y))
   if not program.all_finite(x):
     bad = int(np.flatnonzero(~np.isfinite(np.asarray(x)).all(axis=1))[0])
     name = next((n for m in members for n, r in (("train", m.train_rows),
