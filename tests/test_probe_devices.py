@@ -59,21 +59,19 @@ def fit_and_describe() -> dict:
   results = trainer.fit_members(x, y, members, multilabel=False,
                                 maximize=True)
   place = trainer.placement()
-  layout = None
-  if place is not None:
-    n = jax.device_count()
-    state, _ = trainer._init_members(  # pylint: disable=protected-access
-        np.asarray(jax.random.key_data(trainer.member_keys(
-            jax.random.key(3), n))),
-        np.ones(n, bool), np.full(n, 1e-3, np.float32),
-        np.full(n, 0.1, np.float32),
-        shape=trainer.mlp.MlpShape(_D, _C, 1, 32),
-        impl=jax.random.key_impl(members[0].key), place=place)
-    weight = state.params["hidden"][0]["weight"]
-    layout = {"mesh": dict(place.members.mesh.shape),
-              "devices": len({s.device for s in weight.addressable_shards}),
-              "member_slices": len({s.index[0].start
-                                    for s in weight.addressable_shards})}
+  n = jax.device_count()
+  state, _ = trainer._init_members(  # pylint: disable=protected-access
+      np.asarray(jax.random.key_data(trainer.member_keys(
+          jax.random.key(3), n))),
+      np.ones(n, bool), np.full(n, 1e-3, np.float32),
+      np.full(n, 0.1, np.float32),
+      shape=trainer.mlp.MlpShape(_D, _C, 1, 32),
+      impl=jax.random.key_impl(members[0].key), place=place)
+  weight = state.params["hidden"][0]["weight"]
+  layout = {"mesh": dict(place.members.mesh.shape),
+            "devices": len({s.device for s in weight.addressable_shards}),
+            "member_slices": len({s.index[0].start
+                                  for s in weight.addressable_shards})}
   return {"devices": jax.device_count(), "layout": layout,
           "scores": [r.best_score for r in results],
           "epochs": [r.best_epoch for r in results],

@@ -54,7 +54,7 @@ def run_on_device(group: Any) -> list[FitResult]:
       group.state = saved.train_state
     if group.on_check is not None:
       group.on_check(log.epochs_done(es, max_epochs, every))
-  by_member = group.place and group.place.members
+  by_member = group.place.members
   on_slots = lambda a, dtype: members_lib.to_device(
       np.asarray(a, dtype)[slots], by_member)
   monitor = program.Monitor(
@@ -71,7 +71,7 @@ def run_on_device(group: Any) -> list[FitResult]:
   max_checks = on_slots(group.max_checks, np.int32)
   patience = on_slots(group.patience, np.int32)
   on_mesh = lambda a: members_lib.to_device(
-      a, group.place and group.place.replicated)
+      a, group.place.replicated)
   n_checks = 1  # the first dispatch also compiles: it sizes the next
   group.saved_at = (next_check - 1, time.monotonic())
   while not es.stopped.all():

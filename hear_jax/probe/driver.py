@@ -92,7 +92,7 @@ class GroupFit:
     self.patience = np.array([h.patience for h in self.hparams])
     on_slots = lambda a: members_lib.to_device(
         np.asarray(a)[np.maximum(self.initial_slots, 0)],
-        self.place and self.place.members)
+        self.place.members)
     self.state, self.members_state = members_lib.init_members(
         on_slots(jax.random.key_data(self.keys)),
         on_slots([h.initialization == "xavier_normal" for h in self.hparams]),
@@ -149,7 +149,7 @@ class GroupFit:
       place = self.place
       members_state = members_lib.take(
           self.members_state, np.maximum(slots, 0),
-          sharding=place and place.members)
+          sharding=place.members)
       train_rows, n_train = members_lib.rows_on_device(
           [m.train_rows for m in members], place)
       valid_rows, n_valid = members_lib.rows_on_device(
@@ -162,7 +162,7 @@ class GroupFit:
                          + [where[running[0]]] * int((slots < 0).sum()))
     place = self._layouts[key][0]
     self.state = members_lib.take(self.state, positions,
-                                  sharding=place and place.members)
+                                  sharding=place.members)
     self.slots = slots
 
   def _dispatch(self, check: int, active: np.ndarray):
@@ -171,7 +171,7 @@ class GroupFit:
       self._move_to(slots)
     place, members_state, train_rows, n_train, valid_rows, n_valid = (
         self._layouts[tuple(self.slots)])
-    on_mesh = lambda a: members_lib.to_device(a, place and place.replicated)
+    on_mesh = lambda a: members_lib.to_device(a, place.replicated)
     self.state, epoch_losses = program.train_chunk(
         self.state, members_state, on_mesh(
             np.where(self.slots >= 0, active[np.maximum(self.slots, 0)],
@@ -207,11 +207,11 @@ class GroupFit:
     positions = np.array([where.get(i, 0)
                           for i in np.maximum(self.initial_slots, 0)])
     return members_lib.take(state, positions,
-                            sharding=self.place and self.place.members)
+                            sharding=self.place.members)
 
   def host_member(self, tree, i: int):
     """Member i's leaves as numpy arrays (gathered from every device)."""
-    replicated = self.place and self.place.replicated
+    replicated = self.place.replicated
     return jax.tree.map(np.asarray, members_lib.member_at(
         tree, members_lib.to_device(np.int32(i), replicated),
         replicated=replicated))
@@ -299,7 +299,7 @@ class GroupFit:
                                   False)
         best = members_lib.select(
             members_lib.to_device(improved_slots,
-                                  self.place and self.place.replicated),
+                                  self.place.replicated),
             self._full_state(snapshot, slots), best)
       if es.stopped.all():
         break

@@ -273,12 +273,12 @@ def take_into(sharding):
       lambda a: a[positions], tree), out_shardings=sharding)
 
 
-def rows_on_device(rows: Sequence[np.ndarray], place):
+def rows_on_device(rows: Sequence[np.ndarray], place: Placement):
   """Shared rows [N] when every member has the same, else [M, N_max] padded
   with row 0, and the counts [M]."""
   rows = [np.asarray(r, np.int32) for r in rows]
   counts = np.array([len(r) for r in rows], np.int32)
-  replicated = place and place.replicated
+  replicated = place.replicated
   if all(len(r) == len(rows[0]) and np.array_equal(r, rows[0])
          for r in rows):
     return to_device(rows[0], replicated), to_device(counts, replicated)
