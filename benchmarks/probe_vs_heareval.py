@@ -13,8 +13,9 @@ FLOP rate and scores.
 
 Cases (embeddings built once, cached under --cache, default /tmp/probe_bench):
 
-- scene k-fold, ESC-50-sized: the demo spoken_commands task (1800 one-second
-  clips, 12 balanced classes) pooled and re-split into 5 folds fold00..fold04
+- scene k-fold, ESC-50-sized: `--kfold_clips` (default 3000) one-second
+  clips of the demo spoken_commands generator (12 balanced classes; 1800 is
+  the demo config itself) pooled and re-split into 5 folds fold00..fold04
   (stratified by label: each label's clips, ordered by crc32 of their id, are
   dealt round-robin, continuing where the previous label stopped; speakers
   are NOT kept apart), `split_mode: new_split_kfold` (hearpreprocess's
@@ -175,6 +176,7 @@ SCENE_MODELS = {4096: "naive", 512: "melstats(n_mels=256, sample_rate=22050)"}
 SCENE_TASK = "demo/spoken_commands"
 EVENT_TASK = "demo/sound_events"
 SCENE_TASK_NAME = "demo_spoken_commands_5fold"
+DEMO_SCENE_CLIPS = 1800  # the demo spoken_commands config (1200/300/300)
 TASK_KEY_SEED = 0  # config.seed of a default hear_jax run
 
 # A train/valid/test scene task: the demo pitch notes, more of them.
@@ -474,11 +476,22 @@ def pooled_folds(splits, folds: int):
 
 
 def build_scene_kfold(cache: pathlib.Path, model_spec: str, dims: int,
-                      folds: int) -> pathlib.Path:
+                      folds: int, clips: int) -> pathlib.Path:
+  """The k-fold scene case: `clips` demo spoken_commands clips (the demo
+  config's 1800, or more of its generator, 60/20/20 balanced over the 12
+  labels) pooled into `folds` stratified folds."""
   from hear_jax import run  # pylint: disable=g-import-not-at-top
   from hear_jax.data import heareval_layout  # pylint: disable=g-import-not-at-top
   from hear_jax.data.task import TaskInfo  # pylint: disable=g-import-not-at-top
-  task, splits, fingerprint = _embedded_task(SCENE_TASK, model_spec, cache)
+  from tasks.demo.spoken_commands import spoken_commands_dataset_builder as spoken  # pylint: disable=g-import-not-at-top
+  if clips == DEMO_SCENE_CLIPS:
+    spec, name = SCENE_TASK, SCENE_TASK_NAME
+  else:
+    train, valid, test = _split_counts(clips, len(spoken.LABELS))
+    spec = (spoken.Builder, spoken.SpokenCommandsConfig(
+        name=f"bench{clips}", train=train, valid=valid, test=test))
+    name = f"{SCENE_TASK_NAME}_{clips}"
+  task, splits, fingerprint = _embedded_task(spec, model_spec, cache)
   ids = [i for s in splits.values() for i in s.ids]
   if len(set(ids)) != len(ids):
     raise ValueError(f"{SCENE_TASK}: clip ids repeat across splits; cannot"
@@ -489,10 +502,10 @@ def build_scene_kfold(cache: pathlib.Path, model_spec: str, dims: int,
                      f" {width} dimensions")
   fold_splits = pooled_folds(splits, folds)
   names = list(fold_splits)
-  metadata = {**task.info.metadata, "task_name": SCENE_TASK_NAME,
+  metadata = {**task.info.metadata, "task_name": name,
               "split_mode": "new_split_kfold", "splits": names}
   metadata.pop("split_key", None)  # folds do not keep speakers apart
-  info = TaskInfo(name=SCENE_TASK_NAME, metadata=metadata,
+  info = TaskInfo(name=name, metadata=metadata,
                   label_vocabulary=task.info.label_vocabulary,
                   sample_rate=task.info.sample_rate)
   out = (cache / "embeddings" / run.slug(model_spec)
@@ -818,6 +831,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="comma list of scene, scene_tvt, event")
   parser.add_argument("--tvt_dims", default="512,2048",
                       help=f"comma list of {sorted(TVT_MODELS)}")
+  parser.add_argument("--kfold_clips", type=int, default=3000,
+                      help="clips of the k-fold scene case (1800: the demo"
+                           " spoken_commands config as it is; more: its"
+                           " generator, balanced over the 12 labels)")
   parser.add_argument("--tvt_clips", type=int, default=2916,
                       help="clips of the train/valid/test pitch task")
   parser.add_argument("--event_model", default="melstats",
@@ -899,8 +916,8 @@ def main() -> int:
   cases = []
   scene_cases = {
       "scene": (args.scene_dims, SCENE_MODELS,
-                lambda model, dims: build_scene_kfold(args.cache, model, dims,
-                                                      args.folds)),
+                lambda model, dims: build_scene_kfold(
+                    args.cache, model, dims, args.folds, args.kfold_clips)),
       "scene_tvt": (args.tvt_dims, TVT_MODELS,
                     lambda model, dims: build_scene_tvt(
                         args.cache, model, dims, args.tvt_clips))}

@@ -140,6 +140,43 @@ def test_output_gain_is_one_without_hidden_layers():
   assert float(np.std(weight)) == pytest.approx(std, rel=0.02)
 
 
+def test_batch_norm_gradient_is_autodiffs_of_the_same_function():
+  # batch_norm_train's closed-form backward pass against autodiff of the
+  # textbook BatchNorm, with and without a row mask, through the output and
+  # through the batch statistics alike.
+  rng = np.random.default_rng(1)
+  h = jnp.asarray(rng.normal(1.0, 2.0, size=(7, 5)), jnp.float32)
+  layer = {"scale": jnp.asarray(rng.uniform(0.5, 2, 5), jnp.float32),
+           "offset": jnp.asarray(rng.normal(size=5), jnp.float32)}
+  stats = {"mean": jnp.zeros(5), "var": jnp.ones(5)}
+  probe = jnp.asarray(rng.normal(size=(7, 5)), jnp.float32)
+
+  def reference(h, scale, offset, w):
+    n = jnp.sum(w)
+    mean = jnp.sum(h * w[:, None], 0) / n
+    var = jnp.sum(jnp.square(h - mean) * w[:, None], 0) / n
+    y = (h - mean) / jnp.sqrt(var + 1e-5) * scale + offset
+    return jnp.sum(y * probe * w[:, None]) + jnp.sum(mean * var)
+
+  def ours(h, scale, offset, w, masked):
+    y, new = mlp.batch_norm_train(h, {"scale": scale, "offset": offset},
+                                  stats, w if masked else None)
+    # The running statistics carry the batch mean and unbiased variance.
+    mean = (new["mean"] - 0.9 * stats["mean"]) / 0.1
+    n = jnp.sum(w)
+    var = (new["var"] - 0.9 * stats["var"]) / 0.1 * (n - 1) / n
+    return jnp.sum(y * probe * w[:, None]) + jnp.sum(mean * var)
+
+  for w, masked in ((jnp.ones(7), False),
+                    (jnp.asarray([1.0] * 5 + [0.0] * 2), True)):
+    want = jax.grad(reference, argnums=(0, 1, 2))(
+        h, layer["scale"], layer["offset"], w)
+    got = jax.grad(ours, argnums=(0, 1, 2))(
+        h, layer["scale"], layer["offset"], w, masked)
+    for a, b in zip(got, want):
+      np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
 def test_batch_norm_matches_pytorch_semantics():
   rng = np.random.default_rng(0)
   h = rng.normal(2.0, 3.0, size=(6, 4)).astype(np.float32)

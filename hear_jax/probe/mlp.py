@@ -101,6 +101,57 @@ def init_mlp(key: jax.Array, shape: MlpShape,
   return {"hidden": hidden, "output": layers[-1]}, bn_state
 
 
+def _batch_statistics(h: jax.Array, w: jax.Array | None):
+  """Mean and biased variance over the rows (those where `w` is 1), and
+  the row count."""
+  if w is None:
+    mean = jnp.mean(h, axis=0)
+    return mean, jnp.mean(jnp.square(h - mean), axis=0), h.shape[0]
+  n = jnp.sum(w)
+  mean = jnp.sum(h * w[:, None], axis=0) / n
+  return mean, jnp.sum(jnp.square(h - mean) * w[:, None], axis=0) / n, n
+
+
+def _normalize_forward(h, w, scale, offset):
+  mean, var, n = _batch_statistics(h, w)
+  rstd = jax.lax.rsqrt(var + BATCHNORM_EPS)
+  y = (h - mean) * rstd
+  y = y * scale + offset
+  return (y, mean, var), (h, w, mean, rstd, scale, n)
+
+
+def _normalize_backward(res, cotangents):
+  # BatchNorm's closed-form gradient: two row reductions (sum dy, sum dy *
+  # xhat) and one fused pass over the rows. Left to autodiff, the two-pass
+  # statistics' derivative took about a fifth of a 512-d head's training
+  # step on CPU; this is the same function in exact arithmetic.
+  h, w, mean, rstd, scale, n = res
+  dy, dmean, dvar = cotangents
+  xhat = (h - mean) * rstd
+  sum_dy = jnp.sum(dy, axis=0)
+  sum_dy_xhat = jnp.sum(dy * xhat, axis=0)
+  rows = 1.0 if w is None else w[:, None]
+  # Through the statistics (the batch's rows only), then directly; dmean and
+  # dvar are the cotangents of the returned statistics (zero in training,
+  # where they only feed the running averages).
+  through_stats = (rows / n) * (
+      dmean - scale * rstd * sum_dy
+      + (h - mean) * (2.0 * dvar - scale * rstd * rstd * sum_dy_xhat))
+  dh = scale * rstd * dy + through_stats
+  dw = None if w is None else jnp.zeros_like(w)
+  return dh, dw, sum_dy_xhat, sum_dy
+
+
+@jax.custom_vjp
+def _normalize(h, w, scale, offset):
+  """(scale * (h - mean) / sqrt(var + eps) + offset, mean, var) with the
+  batch statistics of the rows where `w` is 1 (every row for w None)."""
+  return _normalize_forward(h, w, scale, offset)[0]
+
+
+_normalize.defvjp(_normalize_forward, _normalize_backward)
+
+
 def batch_norm_train(h: jax.Array, layer: Params, stats: dict,
                      mask: jax.Array | None = None,
                      input_bias: jax.Array | None = None
@@ -113,21 +164,13 @@ def batch_norm_train(h: jax.Array, layer: Params, stats: dict,
   [N] (1 = real row) restricts the statistics to the real rows of a padded
   batch. `input_bias`: the preceding Linear's bias when `h` was computed
   without it; it cancels in the normalisation, so only the running mean
-  (what eval mode subtracts) takes it in.
+  (what eval mode subtracts) takes it in. The gradient is BatchNorm's
+  closed form (`_normalize_backward`), not autodiff of the statistics.
   """
-  if mask is None:
-    n = h.shape[0]
-    mean = jnp.mean(h, axis=0)
-    var = jnp.mean(jnp.square(h - mean), axis=0)
-    unbiased = var * (n / max(n - 1, 1))
-  else:
-    w = mask[:, None]
-    n = jnp.sum(mask)
-    mean = jnp.sum(h * w, axis=0) / n
-    var = jnp.sum(jnp.square(h - mean) * w, axis=0) / n
-    unbiased = var * (n / jnp.maximum(n - 1, 1))
-  y = (h - mean) * jax.lax.rsqrt(var + BATCHNORM_EPS)
-  y = y * layer["scale"] + layer["offset"]
+  y, mean, var = _normalize(h, mask, layer["scale"], layer["offset"])
+  n = h.shape[0] if mask is None else jnp.sum(mask)
+  unbiased = var * (n / (max(n - 1, 1) if mask is None
+                         else jnp.maximum(n - 1, 1)))
   if input_bias is not None:
     mean = mean + input_bias
   m = BATCHNORM_MOMENTUM
