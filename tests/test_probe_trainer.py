@@ -177,6 +177,30 @@ def test_batch_norm_gradient_is_autodiffs_of_the_same_function():
       np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
 
 
+def test_wide_first_layer_gradient_is_autodiffs():
+  # The first Linear of a wide embedding (> 2048-d) takes its weight
+  # gradient from a transposed copy (mlp._linear, which apply_mlp uses
+  # there); a whole head's gradients must equal autodiff's of the plain
+  # matmul.
+  rng = np.random.default_rng(2)
+  shape = mlp.MlpShape(in_dim=2056, n_labels=5, hidden_layers=1,
+                       hidden_dim=16)
+  params, bn = mlp.init_mlp(jax.random.key(0), shape, xavier_normal=False)
+  x = jnp.asarray(rng.normal(size=(9, 2056)), jnp.float32)
+  y = jax.nn.one_hot(jnp.arange(9) % 5, 5)
+
+  def loss(p, first_layer_matmul):
+    h = first_layer_matmul(x, p["hidden"][0]["weight"])
+    h, _ = mlp.batch_norm_train(h, p["hidden"][0], bn[0])
+    logits = jax.nn.relu(h) @ p["output"]["weight"].T + p["output"]["bias"]
+    return mlp.head_loss(logits, y, multilabel=False)
+
+  want = jax.grad(loss)(params, lambda h, w: h @ w.T)
+  got = jax.grad(loss)(params, mlp._linear)  # pylint: disable=protected-access
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_batch_norm_matches_pytorch_semantics():
   rng = np.random.default_rng(0)
   h = rng.normal(2.0, 3.0, size=(6, 4)).astype(np.float32)
