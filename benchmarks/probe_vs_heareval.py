@@ -884,6 +884,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     setattr(args, flag, dims)
   if args.event_scenes < 5:
     parser.error("--event_scenes: must be >= 5 (3/1/1 scenes)")
+  # Both clip counts are dealt 60/20/20 per label (12 commands, 36 pitches).
+  for flag, per_label in (("kfold_clips", 12), ("tvt_clips", 36)):
+    if getattr(args, flag) < 5 * per_label:
+      parser.error(f"--{flag}: must be >= {5 * per_label} (3/1/1 clips of"
+                   f" each of the {per_label} labels)")
   if args.grid_points < 1:
     parser.error("--grid_points: must be >= 1")
   if args.folds < 3:
