@@ -311,6 +311,7 @@ def training_step_rate(info: Any, splits: dict[str, Any],
         np.array([p.initialization == "xavier_normal" for p in group]),
         np.array([p.lr for p in group], np.float32),
         np.array([p.dropout for p in group], np.float32),
+        np.full(m, y.shape[1], np.int32),
         shape=mlp.MlpShape(x.shape[1], y.shape[1], hp.hidden_layers,
                            hp.hidden_dim),
         impl=jax.random.key_impl(keys), place=None)
@@ -318,6 +319,8 @@ def training_step_rate(info: Any, splits: dict[str, Any],
         st, members, np.ones(m, bool), x, y, rows,
         np.full(m, len(train.y), np.int32), np.int32(0),
         n_epochs=hp.check_val_every_n_epoch, batch_size=hp.batch_size,
+        tails=trainer.program.tail_sizes(hp.batch_size, [len(train.y)],
+                                         hp.hidden_layers > 0),
         multilabel=(info.prediction_type == "multilabel"
                     or info.embedding_type == "event"),
         shuffle=False, place=None)

@@ -102,6 +102,11 @@ def default_config() -> ml_collections.ConfigDict:
   # epochs; the validation scores are float32 (off: scored on the host in
   # float64, one dispatch per check).
   config.probe.validate_on_device = True
+  # Rows, classes and heads padded to a few sizes (`probe.buckets`): a
+  # second task in the same buckets reuses the compiled programs (from the
+  # persistent compilation cache in a later run). Costs memory, not compute,
+  # and changes numbers by rounding only.
+  config.probe.shape_buckets = True
 
   # Also write every task's embeddings in hear-eval-kit's layout, under
   # <workdir>/heareval/<model>/<task dir>/, for heareval.predictions.runner.

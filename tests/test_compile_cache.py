@@ -1,7 +1,8 @@
 """Compiled programs are counted and kept across runs (hear_jax.compile_cache).
 
-A rerun, or a second task with the same embedding width and shapes, loads
-the probe's programs from JAX's persistent cache instead of compiling them:
+A rerun, or a second task with the same embedding width whose rows and
+classes fall in the same buckets (`hear_jax.probe.buckets`), loads the
+probe's programs from JAX's persistent cache instead of compiling them:
 each fit runs in a fresh process (the in-memory cache then holds nothing)
 and the second one must compile nothing and spend < 2 s on compilation.
 """
@@ -59,13 +60,14 @@ def _fit_in_fresh_process(cache_dir: str, seed: int, n_train: int,
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_a_second_task_of_the_same_shapes_compiles_nothing(tmp_path):
+def test_a_second_task_of_the_same_width_compiles_nothing(tmp_path):
   cache = str(tmp_path / "xla")
   first = _fit_in_fresh_process(cache, 0, 150, 50, 4)
   assert first["compiles"] > 0 and first["compile_cache_hits"] == 0
   assert os.listdir(cache)  # programs were kept, small as they are
-  # Another task (other data, same shapes) in a later run: all loaded.
-  second = _fit_in_fresh_process(cache, 1, 150, 50, 4)
+  # Another task in a later run: other data, other train, valid and class
+  # counts (200 -> 229 rows, 4 -> 7 classes: the same buckets), all loaded.
+  second = _fit_in_fresh_process(cache, 1, 171, 58, 7)
   assert second["compiles"] == 0, second
   assert second["compile_cache_hits"] == first["programs"]
   # Loading is < 2 s on an idle 2-core CPU (19 programs, ~0.4 s); on a

@@ -58,3 +58,33 @@ def test_pairwise_sum():
   x = np.random.default_rng(0).random((3, 1001)).astype(np.float32)
   np.testing.assert_allclose(device_metrics.pairwise_sum(x),
                              x.astype(np.float64).sum(1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(device_metrics.SCENE))
+@pytest.mark.parametrize("seed,multilabel,ties", [
+    (5, False, False), (6, True, False), (7, True, True)])
+def test_bucket_padding_leaves_the_values_unchanged(name, seed, multilabel,
+                                                    ties):
+  # A validation split padded to a row bucket (rows past `real`, holding
+  # another split's outputs) and a head padded to a class bucket (classes
+  # past n_labels: probability 0, no target) scores its real part.
+  n, c = 133, 6
+  probs, targets = _case(seed, n, c, multilabel=multilabel, ties=ties)
+  targets[:c] = np.eye(c, dtype=np.float32)  # every class has an AUC
+  host = metrics.compute(name, probs, targets)
+  rng = np.random.default_rng(seed)
+  rows, classes = 256, 8
+  padded_probs = np.zeros((rows, classes), np.float32)
+  padded_probs[:n, :c] = probs
+  padded_probs[n:, :c] = rng.random((rows - n, c))  # outputs, not zeros
+  padded_targets = np.zeros((rows, classes), np.float32)
+  padded_targets[:n, :c] = targets
+  padded_targets[n:, :c] = rng.random((rows - n, c)) < 0.5
+  real = (np.arange(rows) < n).astype(np.float32)
+  device = float(jax.jit(device_metrics.SCENE[name])(
+      padded_probs, padded_targets, real, np.int32(c)))
+  assert device == pytest.approx(host, rel=1e-6, abs=1e-6)
+  # The padding is what is left out: counted, it moves the value.
+  unmasked = float(jax.jit(device_metrics.SCENE[name])(padded_probs,
+                                                       padded_targets))
+  assert unmasked != pytest.approx(host, rel=1e-6, abs=1e-6)

@@ -64,7 +64,7 @@ def fit_and_describe() -> dict:
       np.asarray(jax.random.key_data(trainer.member_keys(
           jax.random.key(3), n))),
       np.ones(n, bool), np.full(n, 1e-3, np.float32),
-      np.full(n, 0.1, np.float32),
+      np.full(n, 0.1, np.float32), np.full(n, _C, np.int32),
       shape=trainer.mlp.MlpShape(_D, _C, 1, 32),
       impl=jax.random.key_impl(members[0].key), place=place)
   weight = state.params["hidden"][0]["weight"]

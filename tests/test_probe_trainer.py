@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hear_jax.probe import buckets
 from hear_jax.probe import grid as grid_lib
 from hear_jax.probe import mlp
 from hear_jax.probe import trainer
@@ -512,3 +513,33 @@ def test_one_member_matches_pytorch_training(multilabel):
     expected = model(torch.tensor(VALID_X)).numpy()
   logits = trainer.predict_split(result, VALID_X).logits
   np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_shape_buckets_change_numbers_by_rounding_only(multilabel):
+  # 400 rows (bucket 512), 3 classes (bucket 8), 3 members (bucket 4); the
+  # last batch of 300 rows in 64s has 44 rows, a 128-row step when
+  # bucketed (84 rows masked), a 44-row one when not. Shuffled, dropout on,
+  # one, two and no hidden layers.
+  points = [_hp(), _hp(hidden_layers=2, dropout=0.3, lr=1e-3),
+            _hp(hidden_layers=0, lr=1e-2)]
+  fits = [_fit(points, shuffle_train=True, multilabel=multilabel,
+               shape_buckets=on) for on in (True, False)]
+  for a, b in zip(*fits):
+    assert a.params["output"]["weight"].shape[0] == C  # no padding class
+    assert [h.epoch for h in a.history] == [h.epoch for h in b.history]
+    assert a.best_epoch == b.best_epoch
+    np.testing.assert_allclose(a.train_losses, b.train_losses, rtol=2e-5)
+    np.testing.assert_allclose(trainer.predict(a, VALID_X),
+                               trainer.predict(b, VALID_X), atol=1e-4)
+
+
+def test_buckets_hold_the_count_with_at_most_a_quarter_more():
+  for n in list(range(1, 3000)) + [4099, 65537, 10**6]:
+    size = buckets.rows(n)
+    assert n <= size <= max(256, 1.25 * n)
+    assert buckets.rows(size) == size  # a padded task is its own bucket
+  assert buckets.rows(10**6, row_bytes=4 * 4096) == 10**6  # too big to pad
+  assert [buckets.classes(c) for c in (1, 10, 61, 64, 88, 527)] == [
+      8, 16, 64, 64, 128, 1024]
+  assert [buckets.members(m) for m in (1, 3, 8, 9)] == [1, 4, 8, 16]

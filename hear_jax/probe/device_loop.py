@@ -64,7 +64,7 @@ def run_on_device(group: Any) -> list[FitResult]:
   history = int(min(group.max_checks.max(), MAX_CHECKS_PER_DISPATCH))
   static = dict(
       n_epochs=every, batch_size=group.hparams[0].batch_size,
-      multilabel=group.multilabel, shuffle=group.shuffle,
+      tails=group.tails, multilabel=group.multilabel, shuffle=group.shuffle,
       metric=group.device_metric, maximize=group.maximize,
       stop_on_non_finite=group.stop_on_non_finite, chunk=group.eval_rows(),
       history=history, place=group.place)
@@ -122,9 +122,7 @@ def run_on_device(group: Any) -> list[FitResult]:
                             done=True))
   return log.results(
       group.hparams, multilabel=group.multilabel, every=every, es=es,
-      best_scores=best_scores,
-      best_of=lambda i: (group.host_member(best[0], i),
-                         group.host_member(best[1], i)))
+      best_scores=best_scores, best_of=lambda i: group.host_head(best, i))
 
 
 def host_scores(group: Any, best, es: EarlyStoppingState) -> list[float]:
@@ -136,12 +134,13 @@ def host_scores(group: Any, best, es: EarlyStoppingState) -> list[float]:
     return scores
   probs, _, _ = program.evaluate_members(
       best[0], best[1], group.x, group.y, group.valid_rows, group.n_valid,
-      multilabel=group.multilabel, chunk=group.eval_rows(),
-      place=group.place)
+      group.members_state.n_labels, multilabel=group.multilabel,
+      chunk=group.eval_rows(), place=group.place)
   probs = np.asarray(probs)
   for i, member in enumerate(group.members):
     if es.best_check[i] >= 0:
-      out = member.score_fn(probs[i, :len(member.valid_rows)])
+      out = member.score_fn(
+          probs[i, :len(member.valid_rows), :group.n_labels])
       score = float(out[0] if isinstance(out, tuple) else out)
       if np.isfinite(score):
         scores[i] = score

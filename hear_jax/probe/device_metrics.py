@@ -6,6 +6,7 @@ check needs no transfer to the host:
 
   score = device_metrics.SCENE["top1_acc"](probs, targets)   # [] float32
   scores = jax.vmap(device_metrics.SCENE["mAP"])(member_probs, targets)
+  score = device_metrics.SCENE["mAP"](probs, targets, real, n_labels)
 
 Counts (true and false positives) are integers, exact in float32 below
 2^24 rows; sums of many terms are taken pairwise (`pairwise_sum`), so the
@@ -34,27 +35,52 @@ def pairwise_sum(x: jax.Array) -> jax.Array:
   return x[..., 0]
 
 
-def top1_accuracy(probs: jax.Array, targets: jax.Array) -> jax.Array:
+def _row_weights(probs, real):
+  return (jnp.ones(probs.shape[:1], jnp.float32) if real is None
+          else real.astype(jnp.float32))
+
+
+def _class_mean(values, n_labels):
+  """The mean over the first `n_labels` classes (all without it)."""
+  if n_labels is None:
+    return jnp.mean(values)
+  real = jnp.arange(values.shape[-1]) < n_labels
+  return jnp.sum(jnp.where(real, values, 0.0)) / n_labels
+
+
+def top1_accuracy(probs: jax.Array, targets: jax.Array, real=None,
+                  n_labels=None) -> jax.Array:
   """argmax agreement (a multi-hot target counts as its first class)."""
+  del n_labels  # a padding class has probability 0 and no target
+  w = _row_weights(probs, real)
   correct = jnp.argmax(probs, axis=1) == jnp.argmax(targets, axis=1)
-  return jnp.sum(correct).astype(jnp.float32) / probs.shape[0]
+  return jnp.sum(correct * w) / jnp.sum(w)
 
 
-def chroma_accuracy(probs: jax.Array, targets: jax.Array) -> jax.Array:
+def chroma_accuracy(probs: jax.Array, targets: jax.Array, real=None,
+                    n_labels=None) -> jax.Array:
   """Top-1 agreement of vocabulary indices modulo 12 (HEAR's chroma)."""
+  del n_labels
+  w = _row_weights(probs, real)
   correct = (jnp.argmax(probs, axis=1) % 12) == (
       jnp.argmax(targets, axis=1) % 12)
-  return jnp.sum(correct).astype(jnp.float32) / probs.shape[0]
+  return jnp.sum(correct * w) / jnp.sum(w)
 
 
-def _sorted_by_class(probs, targets):
-  """Per class [C, N]: scores descending and their targets, and the last
-  position of each entry's tie group."""
-  scores = probs.T
+def _sorted_by_class(probs, targets, real):
+  """Per class [C, N]: scores descending, their positive and negative
+  weights, and the last position of each entry's tie group. Padding rows
+  (`real` 0) score -1, below every probability, and weigh nothing, so they
+  end the ranking as a tie group of their own that moves no count."""
+  w = _row_weights(probs, real)
+  scores = jnp.where(w[None, :] > 0, probs.T, -1.0)
   order = jnp.argsort(-scores, axis=1)
   scores = jnp.take_along_axis(scores, order, axis=1)
+  weights = jnp.take_along_axis(jnp.broadcast_to(w, scores.shape), order,
+                                axis=1)
   positives = jnp.take_along_axis(targets.T.astype(jnp.float32), order,
-                                  axis=1)
+                                  axis=1) * weights
+  negatives = weights - positives
   n = scores.shape[1]
   is_last = jnp.concatenate(
       [scores[:, :-1] != scores[:, 1:], jnp.ones((scores.shape[0], 1), bool)],
@@ -62,15 +88,16 @@ def _sorted_by_class(probs, targets):
   column = jnp.broadcast_to(jnp.arange(n), scores.shape)
   group_last = jax.lax.cummin(jnp.where(is_last, column, n), axis=1,
                               reverse=True)
-  return positives, group_last, is_last
+  return positives, negatives, group_last, is_last
 
 
-def average_precision_per_class(probs: jax.Array, targets: jax.Array
-                                ) -> jax.Array:
+def average_precision_per_class(probs: jax.Array, targets: jax.Array,
+                                real=None) -> jax.Array:
   """scikit-learn's average precision of every class [C] (0 without
   positives), as `metrics.scene.average_precision_per_class`."""
-  positives, group_last, _ = _sorted_by_class(probs, targets)
+  positives, _, group_last, _ = _sorted_by_class(probs, targets, real)
   true_positives = jnp.cumsum(positives, axis=1)
+  # Padding rows rank last: the rows up to a real one's group are real.
   precision = jnp.take_along_axis(true_positives, group_last, axis=1) / (
       group_last + 1).astype(jnp.float32)
   n_positive = true_positives[:, -1]
@@ -78,18 +105,19 @@ def average_precision_per_class(probs: jax.Array, targets: jax.Array
   return jnp.where(n_positive > 0, summed / jnp.maximum(n_positive, 1.0), 0.0)
 
 
-def mean_average_precision(probs: jax.Array, targets: jax.Array
-                           ) -> jax.Array:
+def mean_average_precision(probs: jax.Array, targets: jax.Array, real=None,
+                           n_labels=None) -> jax.Array:
   """HEAR's `mAP`."""
-  return jnp.mean(average_precision_per_class(probs, targets))
+  return _class_mean(average_precision_per_class(probs, targets, real),
+                     n_labels)
 
 
-def _auc_parts(probs, targets):
+def _auc_parts(probs, targets, real):
   """Per class: the ROC area's complement (1 - AUC) and AUC, from integer
   counts (NaN where a class has one target value)."""
-  positives, _, is_last = _sorted_by_class(probs, targets)
+  positives, negatives, _, is_last = _sorted_by_class(probs, targets, real)
   tps = jnp.cumsum(positives, axis=1)
-  fps = jnp.cumsum(1.0 - positives, axis=1)
+  fps = jnp.cumsum(negatives, axis=1)
   # The ROC curve's points are the ends of tie groups; the trapezoids
   # between consecutive points, in counts: d(fps) * (tps + tps_prev) / 2.
   # Points dropped by scikit-learn's drop_intermediate are collinear ones,
@@ -119,31 +147,42 @@ def _auc_parts(probs, targets):
   return auc, complement
 
 
-def roc_auc_per_class(probs: jax.Array, targets: jax.Array) -> jax.Array:
+def roc_auc_per_class(probs: jax.Array, targets: jax.Array,
+                      real=None) -> jax.Array:
   """ROC AUC of every class [C]; NaN where a class has one target value."""
-  return _auc_parts(probs, targets)[0]
+  return _auc_parts(probs, targets, real)[0]
 
 
-def aucroc(probs: jax.Array, targets: jax.Array) -> jax.Array:
+def _all_finite(probs, real):
+  if real is None:
+    return jnp.all(jnp.isfinite(probs))
+  return jnp.all(jnp.isfinite(probs) | (real[:, None] == 0))
+
+
+def aucroc(probs: jax.Array, targets: jax.Array, real=None,
+           n_labels=None) -> jax.Array:
   """HEAR's `aucroc`: the mean AUC; NaN if any class is undefined or any
   score is not finite (scikit-learn raises there, HEAR returns NaN)."""
-  finite = jnp.all(jnp.isfinite(probs))
-  return jnp.where(finite, jnp.mean(roc_auc_per_class(probs, targets)),
-                   jnp.nan)
+  return jnp.where(_all_finite(probs, real),
+                   _class_mean(roc_auc_per_class(probs, targets, real),
+                               n_labels), jnp.nan)
 
 
-def d_prime(probs: jax.Array, targets: jax.Array) -> jax.Array:
+def d_prime(probs: jax.Array, targets: jax.Array, real=None,
+            n_labels=None) -> jax.Array:
   """HEAR's `d_prime`: the mean of sqrt(2) * ndtri(AUC) over classes."""
-  auc, complement = _auc_parts(probs, targets)
+  auc, complement = _auc_parts(probs, targets, real)
   z = jnp.where(auc > 0.5, -jax.scipy.special.ndtri(complement),
                 jax.scipy.special.ndtri(auc))
-  finite = jnp.all(jnp.isfinite(probs))
-  return jnp.where(finite, jnp.mean(z * jnp.sqrt(2.0).astype(jnp.float32)),
-                   jnp.nan)
+  return jnp.where(_all_finite(probs, real),
+                   _class_mean(z * jnp.sqrt(2.0).astype(jnp.float32),
+                               n_labels), jnp.nan)
 
 
 # HEAR's scene metric names (as `hear_jax.metrics`), each
-# (probs [N, C], targets [N, C]) -> [] float32.
+# (probs [N, C], targets [N, C], real rows [N] or None, real classes or
+# None) -> [] float32: the rows with `real` 0 and the classes from
+# `n_labels` on (a bucket's padding) are left out.
 SCENE: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
     "top1_acc": top1_accuracy,
     "pitch_acc": top1_accuracy,

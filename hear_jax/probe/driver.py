@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hear_jax.probe import buckets
 from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import device_loop
 from hear_jax.probe import members as members_lib
@@ -52,8 +53,14 @@ class GroupFit:
 
   def __init__(self, members, x, y, *, multilabel, maximize, shuffle,
                stop_on_non_finite, eval_batch_size, on_check=None,
-               devices=None, compact_min_flops: float = COMPACT_MIN_FLOPS):
+               devices=None, compact_min_flops: float = COMPACT_MIN_FLOPS,
+               n_labels: int | None = None, bucketed: bool = False):
+    # x and y may be padded to a bucket (`buckets`): rows past the members'
+    # rows, classes past `n_labels`; `bucketed` pads the rows arrays and
+    # the member stack too.
     self.members = members
+    self.n_labels = y.shape[1] if n_labels is None else n_labels
+    self.row_width = x.shape[0] if bucketed else 0
     self.hparams = [m.hparams for m in members]
     self.keys = jnp.stack([m.key for m in members])
     self.score_fns = [m.score_fn for m in members]
@@ -67,9 +74,10 @@ class GroupFit:
     self.place = members_lib.placement(devices)
     # The member axis is split evenly over the devices: the slots past the
     # members (-1) hold copies of member 0, frozen and never read.
+    slots = buckets.members(len(members)) if bucketed else len(members)
     self.initial_slots = np.concatenate([
         np.arange(len(members)),
-        np.full(members_lib.padded_count(len(members), self.place)
+        np.full(members_lib.padded_count(slots, self.place)
                 - len(members), -1)])
     slot_members = [members[i] for i in np.maximum(self.initial_slots, 0)]
     hp = self.hparams[0]
@@ -78,15 +86,20 @@ class GroupFit:
         in_dim=x.shape[1], n_labels=y.shape[1],
         hidden_layers=hp.hidden_layers, hidden_dim=hp.hidden_dim)
     self.train_rows, self.n_train = members_lib.rows_on_device(
-        [m.train_rows for m in slot_members], self.place)
+        [m.train_rows for m in slot_members], self.place, self.row_width)
     self.valid_rows, self.n_valid = members_lib.rows_on_device(
-        [m.valid_rows for m in slot_members], self.place)
+        [m.valid_rows for m in slot_members], self.place, self.row_width)
     train_counts = np.array([len(m.train_rows) for m in members])
     for n in train_counts:
       if program.training_batches(int(n), hp.batch_size,
                                   hp.hidden_layers > 0)[0] == 0:
         raise ValueError("fit_probes: a single training row cannot train a "
                          "head with BatchNorm")
+    # Every tail size in a bucketed program (any row count); else the
+    # members' own (`program.tail_sizes`).
+    self.tails = program.tail_sizes(
+        hp.batch_size, None if bucketed else train_counts,
+        hp.hidden_layers > 0, max_rows=x.shape[0])
     self.max_checks = np.array([h.max_epochs // self.every
                                 for h in self.hparams])
     self.patience = np.array([h.patience for h in self.hparams])
@@ -98,6 +111,7 @@ class GroupFit:
         on_slots([h.initialization == "xavier_normal" for h in self.hparams]),
         on_slots(np.array([h.lr for h in self.hparams], np.float32)),
         on_slots(np.array([h.dropout for h in self.hparams], np.float32)),
+        on_slots(np.full(len(members), self.n_labels, np.int32)),
         shape=self.shape, impl=jax.random.key_impl(self.keys),
         place=self.place)
     # Which member each position of the device state holds (-1: padding).
@@ -114,9 +128,6 @@ class GroupFit:
     self.n_devices = self.place.mesh.size
     metrics = {m.device_metric for m in members}
     self.device_metric = metrics.pop() if len(metrics) == 1 else None
-    if self.device_metric is not None and self.valid_rows.ndim == 2 and (
-        self.device_metric not in program.MASKABLE_METRICS):
-      self.device_metric = None  # it cannot mask per-member padding rows
     # On the device a group keeps its layout: a stopped member runs nothing.
     self.compact = (self.device_metric is None and self.n_devices > 1
                     and chunk_flops >= compact_min_flops)
@@ -151,9 +162,9 @@ class GroupFit:
           self.members_state, np.maximum(slots, 0),
           sharding=place.members)
       train_rows, n_train = members_lib.rows_on_device(
-          [m.train_rows for m in members], place)
+          [m.train_rows for m in members], place, self.row_width)
       valid_rows, n_valid = members_lib.rows_on_device(
-          [m.valid_rows for m in members], place)
+          [m.valid_rows for m in members], place, self.row_width)
       self._layouts = {key: (place, members_state, train_rows, n_train,
                              valid_rows, n_valid)}
     where = {member: pos for pos, member in enumerate(self.slots)}
@@ -179,11 +190,12 @@ class GroupFit:
         self.x, self.y, train_rows, n_train,
         on_mesh(np.int32(check * self.every)),
         n_epochs=self.every, batch_size=self.hparams[0].batch_size,
-        multilabel=self.multilabel, shuffle=self.shuffle, place=place)
+        tails=self.tails, multilabel=self.multilabel, shuffle=self.shuffle,
+        place=place)
     probs, _, loss = program.evaluate_members(
         self.state.params, self.state.bn_state, self.x, self.y,
-        valid_rows, n_valid, multilabel=self.multilabel,
-        chunk=self.eval_rows(), place=place)
+        valid_rows, n_valid, members_state.n_labels,
+        multilabel=self.multilabel, chunk=self.eval_rows(), place=place)
     for a in (epoch_losses, loss) + ((probs,) if not self.monitor_loss
                                      else ()):
       a.copy_to_host_async()
@@ -215,6 +227,13 @@ class GroupFit:
     return jax.tree.map(np.asarray, members_lib.member_at(
         tree, members_lib.to_device(np.int32(i), replicated),
         replicated=replicated))
+
+  def host_head(self, best, i: int):
+    """Member i's (params, bn_state) from `best`, on the host, with its
+    task's classes only (a class bucket's padding dropped)."""
+    params = self.host_member(best[0], i)
+    output = {k: v[:self.n_labels] for k, v in params["output"].items()}
+    return {**params, "output": output}, self.host_member(best[1], i)
 
   def run(self) -> list[FitResult]:
     if self.device_metric is not None:
@@ -267,8 +286,8 @@ class GroupFit:
         if self.monitor_loss:
           scores[i] = loss[i]
           continue
-        out = self.score_fns[i](
-            probs_host[position[i], :len(self.members[i].valid_rows)])
+        out = self.score_fns[i](probs_host[
+            position[i], :len(self.members[i].valid_rows), :self.n_labels])
         score, extras_now[i] = out if isinstance(out, tuple) else (out, None)
         scores[i] = float(score)
       es_new, improved = early_stopping_step(
@@ -311,9 +330,7 @@ class GroupFit:
                              done=True))
     return log.results(
         self.hparams, multilabel=self.multilabel, every=self.every, es=es,
-        best_scores=es.best,
-        best_of=lambda i: (self.host_member(best[0], i),
-                           self.host_member(best[1], i)))
+        best_scores=es.best, best_of=lambda i: self.host_head(best, i))
 
   # Checkpointing (hear_jax.probe.checkpoint); inert without a checkpoint.
   checkpoint: checkpoint_lib.ProbeCheckpoint | None = None

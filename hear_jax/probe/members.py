@@ -194,6 +194,7 @@ class MemberNumbers(NamedTuple):
   dropout: jax.Array  # float32
   dropout_key: jax.Array
   shuffle_key: jax.Array
+  n_labels: jax.Array  # int32: the real classes of a class bucket
 
 
 class TrainState(NamedTuple):
@@ -226,21 +227,24 @@ def member_keys(key: jax.Array, n_members: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "impl", "place"))
-def init_members(key_data, xavier_normal, learning_rate, dropout, *, shape,
-                 impl, place):
-  """Stacked train state and per-member numbers for one group."""
+def init_members(key_data, xavier_normal, learning_rate, dropout, n_labels,
+                 *, shape, impl, place):
+  """Stacked train state and per-member numbers for one group (`n_labels`:
+  the real classes of `shape.n_labels`, see `mlp.init_mlp`)."""
   def one(member, _):
-    data, normal, lr, rate = member
+    data, normal, lr, rate, labels = member
     key = jax.random.wrap_key_data(data, impl=impl)
-    params, bn_state = mlp.init_mlp(jax.random.fold_in(key, 0), shape, normal)
+    params, bn_state = mlp.init_mlp(jax.random.fold_in(key, 0), shape, normal,
+                                    labels)
     opt_state = adam().init(params)
     opt_state = opt_state._replace(
         hyperparams={**opt_state.hyperparams, "learning_rate": lr})
     return (TrainState(params, bn_state, opt_state, jnp.zeros((), jnp.int32)),
             MemberNumbers(rate, jax.random.fold_in(key, 1),
-                          jax.random.fold_in(key, 2)))
+                          jax.random.fold_in(key, 2), labels))
   return map_members(one, place,
-                     (key_data, xavier_normal, learning_rate, dropout))
+                     (key_data, xavier_normal, learning_rate, dropout,
+                      n_labels))
 
 
 @jax.jit
@@ -273,16 +277,20 @@ def take_into(sharding):
       lambda a: a[positions], tree), out_shardings=sharding)
 
 
-def rows_on_device(rows: Sequence[np.ndarray], place: Placement):
-  """Shared rows [N] when every member has the same, else [M, N_max] padded
-  with row 0, and the counts [M]."""
+def rows_on_device(rows: Sequence[np.ndarray], place: Placement,
+                   width: int = 0):
+  """Shared rows [N] when every member has the same, else [M, N], padded
+  with row 0 to at least `width`, and the counts [M]."""
   rows = [np.asarray(r, np.int32) for r in rows]
   counts = np.array([len(r) for r in rows], np.int32)
   replicated = place.replicated
+  width = max(width, int(counts.max()))
   if all(len(r) == len(rows[0]) and np.array_equal(r, rows[0])
          for r in rows):
-    return to_device(rows[0], replicated), to_device(counts, replicated)
-  padded = np.zeros((len(rows), counts.max()), np.int32)
+    shared = np.zeros(width, np.int32)
+    shared[:len(rows[0])] = rows[0]
+    return to_device(shared, replicated), to_device(counts, replicated)
+  padded = np.zeros((len(rows), width), np.int32)
   for i, r in enumerate(rows):
     padded[i, :len(r)] = r
   return to_device(padded, replicated), to_device(counts, replicated)

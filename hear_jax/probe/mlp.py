@@ -36,6 +36,9 @@ import optax
 BATCHNORM_EPS = 1e-5
 # PyTorch's momentum: running = (1 - m) * running + m * batch.
 BATCHNORM_MOMENTUM = 0.1
+# The logit of a class past a head's real ones (`apply_mlp`'s n_labels):
+# softmax and sigmoid give it exactly 0, and its loss term is exactly 0.
+MASKED_LOGIT = -1e9
 
 Params = dict
 BatchNormState = tuple
@@ -59,7 +62,9 @@ def _open_uniform(key: jax.Array, n: int) -> jax.Array:
 
 
 def init_mlp(key: jax.Array, shape: MlpShape,
-             xavier_normal: bool | jax.Array) -> tuple[Params, BatchNormState]:
+             xavier_normal: bool | jax.Array,
+             n_labels: int | jax.Array | None = None
+             ) -> tuple[Params, BatchNormState]:
   """Fresh parameters and BatchNorm running statistics for one head.
 
   Kernels follow torch.nn.init.xavier_uniform_ / xavier_normal_ (the normal
@@ -73,22 +78,35 @@ def init_mlp(key: jax.Array, shape: MlpShape,
   `xavier_normal` may be a traced per-member bool: both variants come from
   the same uniform draw u (normal = sqrt(2) erfinv(u)), so one random op
   initialises the whole head, which keeps compilation short.
+
+  `n_labels` (may be traced) is the task's class count when `shape.n_labels`
+  is a bucket above it (`buckets`): the output layer's scale uses the real
+  count, and its draw is laid out class after class (weights, then bias), so
+  the real classes' parameters are those of an unpadded head.
   """
   dims = [shape.in_dim] + [shape.hidden_dim] * shape.hidden_layers
   dims.append(shape.n_labels)
   sizes = [a * b + b for a, b in zip(dims[:-1], dims[1:])]
   u = _open_uniform(key, sum(sizes))
   offsets = np.cumsum([0] + sizes)
+  real_labels = shape.n_labels if n_labels is None else n_labels
   layers = []
   for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
     gain = 1.0 if i == 0 else math.sqrt(2.0)
-    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
     flat = u[offsets[i]:offsets[i + 1]]
-    w = flat[:fan_in * fan_out].reshape(fan_in, fan_out).T
+    if i == len(dims) - 2:
+      # The output layer: its fan-out is the real class count.
+      std = gain * jnp.sqrt(2.0 / (fan_in + jnp.asarray(real_labels,
+                                                         jnp.float32)))
+      block = flat.reshape(fan_out, fan_in + 1)
+      w, bias = block[:, :fan_in], block[:, fan_in] / math.sqrt(fan_in)
+    else:
+      std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+      w = flat[:fan_in * fan_out].reshape(fan_in, fan_out).T
+      bias = flat[fan_in * fan_out:] / math.sqrt(fan_in)
     weight = jnp.where(xavier_normal,
                        std * math.sqrt(2.0) * jax.scipy.special.erfinv(w),
                        math.sqrt(3.0) * std * w)
-    bias = flat[fan_in * fan_out:] / math.sqrt(fan_in)
     layers.append({"weight": weight, "bias": bias})
   hidden = tuple(
       {**layer, "scale": jnp.ones((shape.hidden_dim,), jnp.float32),
@@ -245,7 +263,8 @@ def dropout_threshold(dropout: float | jax.Array) -> jax.Array:
 
 def apply_mlp(params: Params, bn_state: BatchNormState, x: jax.Array, *,
               train: bool = False, dropout: float | jax.Array = 0.0,
-              key: jax.Array | None = None, mask: jax.Array | None = None
+              key: jax.Array | None = None, mask: jax.Array | None = None,
+              n_labels: jax.Array | None = None
               ) -> tuple[jax.Array, BatchNormState]:
   """Logits [N, C] and the (updated in training) BatchNorm state.
 
@@ -258,8 +277,11 @@ def apply_mlp(params: Params, bn_state: BatchNormState, x: jax.Array, *,
   if train and key is None and hidden:
     raise ValueError("apply_mlp: train=True needs a dropout `key`")
   if train and hidden:
+    # Per layer, [rows, width] from the element index: a batch padded with
+    # rows (a bucketed last batch) gets its real rows' masks unchanged.
     width = hidden[0]["weight"].shape[0]
-    noise = dropout_noise(key, (len(hidden), x.shape[0], width))
+    noise = [dropout_noise(jax.random.fold_in(key, i), (x.shape[0], width))
+             for i in range(len(hidden))]
   h = x
   new_state = []
   for i, (layer, stats) in enumerate(zip(hidden, bn_state)):
@@ -288,28 +310,38 @@ def apply_mlp(params: Params, bn_state: BatchNormState, x: jax.Array, *,
     h = jax.nn.relu(h)
     new_state.append(stats)
   logits = h @ params["output"]["weight"].T + params["output"]["bias"]
+  if n_labels is not None:
+    logits = jnp.where(jnp.arange(logits.shape[-1]) < n_labels, logits,
+                       MASKED_LOGIT)
   return logits, tuple(new_state)
 
 
 def head_losses(logits: jax.Array, targets: jax.Array, *,
-                multilabel: bool) -> jax.Array:
+                multilabel: bool, n_labels: jax.Array | None = None
+                ) -> jax.Array:
   """Per-row loss [N]: HEAR's loss before its mean reduction.
 
   Multiclass: cross-entropy against argmax(one-hot target). Multilabel (and
   every event task): BCE with logits, averaged over classes, so the mean of
-  these rows is BCEWithLogitsLoss's mean over batch x classes.
+  these rows is BCEWithLogitsLoss's mean over batch x classes (the first
+  `n_labels` classes, if given: the others are a class bucket's padding).
   """
   if multilabel:
     bce = optax.sigmoid_binary_cross_entropy(logits, targets)
-    return jnp.mean(bce, axis=-1)
+    if n_labels is None:
+      return jnp.mean(bce, axis=-1)
+    real = jnp.arange(bce.shape[-1]) < n_labels
+    return jnp.sum(jnp.where(real, bce, 0.0), axis=-1) / n_labels
   labels = jnp.argmax(targets, axis=-1)
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
 def head_loss(logits: jax.Array, targets: jax.Array, *, multilabel: bool,
-              mask: jax.Array | None = None) -> jax.Array:
+              mask: jax.Array | None = None,
+              n_labels: jax.Array | None = None) -> jax.Array:
   """HEAR's training loss: the mean of `head_losses` (over `mask`ed rows)."""
-  losses = head_losses(logits, targets, multilabel=multilabel)
+  losses = head_losses(logits, targets, multilabel=multilabel,
+                       n_labels=n_labels)
   if mask is None:
     return jnp.mean(losses)
   return jnp.sum(losses * mask) / jnp.sum(mask)

@@ -53,6 +53,7 @@ import numpy as np
 from hear_jax import metrics
 from hear_jax.data.task import TaskInfo
 from hear_jax.embed import SplitEmbeddings
+from hear_jax.probe import buckets
 from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import device_metrics
 from hear_jax.probe import events
@@ -379,8 +380,18 @@ def _fit_heads(info: TaskInfo,
   names = [n for n in layer_splits[0] if n in used]
   examples = [{n: _examples(info, [splits[n]]) for n in names}
               for splits in layer_splits]
-  x = trainer.stack_rows([ex[n].x for ex in examples for n in names])
-  y = trainer.stack_rows([ex[n].y for ex in examples for n in names])
+  parts = [ex[n].x for ex in examples for n in names]
+  shape_buckets = probe_config.get("shape_buckets", True)
+  n_x = sum(len(p) for p in parts)
+  padding = (buckets.rows(n_x, 4 * parts[0].shape[1]) - n_x
+             if shape_buckets else 0)
+  targets = [ex[n].y for ex in examples for n in names]
+  if padding:
+    # Written with the embeddings: `fit_members` would copy them to pad.
+    parts.append(np.zeros((padding, parts[0].shape[1]), np.float32))
+    targets.append(np.zeros((padding, targets[0].shape[1]), np.float32))
+  x = trainer.stack_rows(parts)
+  y = trainer.stack_rows(targets)
   ends = np.cumsum([len(ex[n].y) for ex in examples for n in names])
   ends = ends.reshape(len(examples), len(names))
   rows = [{n: np.arange(end - len(ex[n].y), end)
@@ -405,7 +416,8 @@ def _fit_heads(info: TaskInfo,
   fit = lambda members, part: trainer.fit_members(
       x, y, members, multilabel=multilabel, maximize=maximize,
       shuffle_train=probe_config.shuffle_train, on_check=on_progress,
-      checkpoint=checkpoint and checkpoint.child(part))
+      checkpoint=checkpoint and checkpoint.child(part),
+      shape_buckets=shape_buckets)
   n = len(points)
   start = time.perf_counter()
   grid_fits = fit([member(p, 0, k, layer) for layer, key in runs
@@ -505,8 +517,9 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
     elif kind == "knn":
       prediction = knn.predict_split(best, test.x, test.y)
     else:
-      prediction = trainer.predict_split(best, trained.x, trained.y,
-                                         rows=trained.rows[plan.test])
+      prediction = trainer.predict_split(
+          best, trained.x, trained.y, rows=trained.rows[plan.test],
+          shape_buckets=probe_config.get("shape_buckets", True))
     scores = _test_metrics(info, test, prediction.probs, chosen)
     test_probs[plan.test] = prediction.probs
     if info.embedding_type == "event":

@@ -47,7 +47,8 @@ the `score_fn`'s float64 value of the best checkpoint.
 Protocol (hear-reference.md §5.3), with the choices this port makes:
 
 - Batches of `batch_size` in data order; the last partial batch is kept
-  (a step compiled for its size). A last batch of exactly one row is dropped
+  (with shape buckets a step of the next multiple of 128 rows, its padding
+  masked; `program._epochs_fn`). A last batch of exactly one row is dropped
   when the head has BatchNorm (PyTorch raises on it; a single row has no
   unbiased variance).
 - The Linear bias before each BatchNorm is kept out of the batch statistics
@@ -96,6 +97,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hear_jax.probe import buckets
 from hear_jax.probe import checkpoint as checkpoint_lib
 from hear_jax.probe import mlp  # noqa: F401  (callers reach it as trainer.mlp)
 from hear_jax.probe import program
@@ -134,14 +136,17 @@ _init_members = init_members
 _train_chunk = program.train_chunk
 
 
-def _check_rows(name: str, x, y, rows: np.ndarray, multilabel: bool):
-  """Raises unless `rows` index x and (multiclass) have one label each."""
+def _check_rows(name: str, n_x: int, y, rows: np.ndarray, multilabel: bool):
+  """Raises unless `rows` index x's `n_x` rows and (multiclass) have one
+  label each."""
   if rows.ndim != 1 or len(rows) == 0:
     raise ValueError(f"fit_members: {name} rows are empty")
-  if rows.min() < 0 or rows.max() >= x.shape[0]:
-    raise ValueError(f"fit_members: {name} rows must index x's {x.shape[0]}"
+  if rows.min() < 0 or rows.max() >= n_x:
+    raise ValueError(f"fit_members: {name} rows must index x's {n_x}"
                      f" rows; got {rows.min()}..{rows.max()}")
-  if not multilabel and not program.one_label_each(y, rows):
+  padded = np.zeros(max(len(rows), y.shape[0]), np.int32)
+  padded[:len(rows)] = rows
+  if not multilabel and not program.one_label_each(y, padded, len(rows)):
     raise ValueError(f"fit_probes: {name}_y must have exactly one label per "
                      "row for a multiclass task")
 
@@ -158,8 +163,8 @@ def fit_probes(train_x, train_y, valid_x, valid_y, hparams: Sequence[HParams],
                eval_batch_size: int = 4096,
                on_check: Callable[[int], None] | None = None,
                checkpoint: checkpoint_lib.ProbeCheckpoint | None = None,
-               devices: Sequence[jax.Device] | None = None
-               ) -> list[FitResult]:
+               devices: Sequence[jax.Device] | None = None,
+               shape_buckets: bool = True) -> list[FitResult]:
   """Trains one head per `hparams` entry on one split; results in order.
 
   Args:
@@ -203,7 +208,8 @@ def fit_probes(train_x, train_y, valid_x, valid_y, hparams: Sequence[HParams],
              for i, hp in enumerate(hparams)],
       multilabel=multilabel, maximize=maximize, shuffle_train=shuffle_train,
       stop_on_non_finite=stop_on_non_finite, eval_batch_size=eval_batch_size,
-      on_check=on_check, checkpoint=checkpoint, devices=devices)
+      on_check=on_check, checkpoint=checkpoint, devices=devices,
+      shape_buckets=shape_buckets)
 
 
 def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
@@ -211,8 +217,8 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
                 stop_on_non_finite: bool = True, eval_batch_size: int = 4096,
                 on_check: Callable[[int], None] | None = None,
                 checkpoint: checkpoint_lib.ProbeCheckpoint | None = None,
-                devices: Sequence[jax.Device] | None = None
-                ) -> list[FitResult]:
+                devices: Sequence[jax.Device] | None = None,
+                shape_buckets: bool = True) -> list[FitResult]:
   """Trains every member's head; results in the same order.
 
   All members index one embedding matrix, placed on the devices once: a
@@ -241,6 +247,10 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
       used when the devices span several processes (logged).
     devices: the devices to spread members and batches over (default: all
       devices of all processes).
+    shape_buckets: pad rows, classes and members to `buckets`, so that
+      another task in the same buckets reuses the compiled programs (rows
+      of x past every member's are padding already: pass x padded to
+      `buckets.rows` to save a copy). Numbers change only by rounding.
   """
   if not members:
     raise ValueError("fit_members: no members")
@@ -261,6 +271,20 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
     checkpoint = None
   # One copy of the embeddings on the devices, shared by every group
   # (`stack_rows` makes it; an array already there is used as is).
+  n_labels, n_x = int(np.shape(y)[1]), int(np.shape(x)[0])
+  if shape_buckets:
+    n_rows = buckets.rows(np.shape(x)[0], 4 * np.shape(x)[1])
+    pad_rows = n_rows - np.shape(x)[0]
+    pad_classes = buckets.classes(n_labels) - n_labels
+    if pad_rows and not isinstance(x, jax.Array):
+      x = stack_rows([np.asarray(x, np.float32),
+                      np.zeros((pad_rows, np.shape(x)[1]), np.float32)],
+                     devices)
+    elif pad_rows:
+      x = jnp.pad(x.astype(jnp.float32), ((0, pad_rows), (0, 0)))
+    if pad_rows or pad_classes:
+      y = np.pad(np.asarray(y, np.float32),
+                 ((0, pad_rows), (0, pad_classes)))
   if not isinstance(x, jax.Array) or x.dtype != jnp.float32:
     x = stack_rows([np.asarray(x)], devices)
   if not isinstance(y, jax.Array) or y.dtype != jnp.float32:
@@ -280,7 +304,7 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
     for name, rows in (("train", m.train_rows), ("valid", m.valid_rows)):
       rows = np.asarray(rows)
       if (name, rows.tobytes()) not in checked:
-        _check_rows(name, x, y, rows, multilabel)
+        _check_rows(name, n_x, y, rows, multilabel)
         checked.add((name, rows.tobytes()))
 
   groups: dict[tuple, list[int]] = {}
@@ -293,7 +317,8 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
         maximize=maximize, shuffle=shuffle_train,
         stop_on_non_finite=stop_on_non_finite, eval_batch_size=eval_batch_size,
         on_check=on_check, devices=devices,
-        compact_min_flops=_COMPACT_MIN_FLOPS)
+        compact_min_flops=_COMPACT_MIN_FLOPS, n_labels=n_labels,
+        bucketed=shape_buckets)
     group.checkpoint, group.group_index = checkpoint, g
     for i, result in zip(indices, group.run()):
       results[i] = result
