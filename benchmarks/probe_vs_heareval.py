@@ -365,6 +365,8 @@ def _probe_child(args: argparse.Namespace) -> None:
   config.probe.grid = args.grid
   config.probe.grid_points = args.grid_points
   config.compilation_cache_dir = args.compile_cache
+  if args.shape_buckets != "auto":
+    config.probe.shape_buckets = args.shape_buckets == "on"
   compile_cache.enable(compile_cache.directory(config))
   key = jax.random.fold_in(jax.random.key(args.seed),
                            zlib.crc32(info.name.encode()))
@@ -639,7 +641,8 @@ def run_hear_jax(case: dict[str, Any], args: argparse.Namespace,
   cmd = [sys.executable, str(THIS), "--_probe_child", str(case["dir"]),
          "--_child_out", str(out), "--grid", args.grid,
          "--grid_points", str(args.grid_points), "--seed", str(args.seed),
-         "--compile_cache", args.compile_cache]
+         "--compile_cache", args.compile_cache,
+         "--shape_buckets", args.shape_buckets]
   proc = measured_run(cmd, f"{case['name']}.hear_jax", logs, env, REPO)
   if proc["rc"] != 0 or not out.is_file():
     return {"failed": True, "process": proc}
@@ -860,6 +863,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="XLA compilation cache for hear_jax (JAX's"
                            " persistent cache; default <cache>/xla, so a"
                            " rerun loads its programs; 'none': off)")
+  parser.add_argument("--shape_buckets", choices=("auto", "on", "off"),
+                      default="auto",
+                      help="config.probe.shape_buckets (auto: on for "
+                      "accelerators, off on a CPU)")
   parser.add_argument("--_probe_child", help=argparse.SUPPRESS)
   parser.add_argument("--_child_out", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)

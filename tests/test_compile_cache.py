@@ -42,7 +42,7 @@ before = compile_cache.totals()
 results = trainer.fit_probes(
     tx, ty, vx, vy, hear_grid("faster", 2, max_epochs=6), multilabel=False,
     score_fn=lambda p: float(np.mean(p.argmax(1) == vy.argmax(1))),
-    maximize=True, key=jax.random.key(seed))
+    maximize=True, key=jax.random.key(seed), shape_buckets=True)
 spent = compile_cache.totals() - before
 print(json.dumps({**spent.as_dict(), "programs": spent.programs,
                   "scores": [r.best_score for r in results]}))

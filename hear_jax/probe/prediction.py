@@ -24,13 +24,14 @@ class SplitPredictions(NamedTuple):
 
 def predict_split(result: FitResult, x, y=None, *, rows=None,
                   batch_size: int = 4096,
-                  shape_buckets: bool = True) -> SplitPredictions:
+                  shape_buckets: bool | None = None) -> SplitPredictions:
   """Eval-mode predictions of a fitted head on x (or its `rows`), and its
   loss if targets `y` (rows like x) are given.
 
   With `shape_buckets` the rows and the head's classes are padded to
   `buckets` (and masked), so heads of another task in the same buckets
-  reuse the compiled program."""
+  reuse the compiled program (None: on for accelerators,
+  `buckets.enabled`)."""
   if not isinstance(x, jax.Array):
     x = jax.device_put(np.asarray(x, np.float32))
   if y is not None and not isinstance(y, jax.Array):
@@ -40,6 +41,7 @@ def predict_split(result: FitResult, x, y=None, *, rows=None,
                      f"per row of x (y {None if y is None else y.shape})")
   rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
   n, params = len(rows), result.params
+  shape_buckets = buckets.enabled(shape_buckets, list(x.devices()))
   n_labels = params["output"]["bias"].shape[0]
   # As wide as x's row bucket: every split of a task's x, and any task in
   # its bucket, share the program.

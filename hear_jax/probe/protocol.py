@@ -381,7 +381,7 @@ def _fit_heads(info: TaskInfo,
   examples = [{n: _examples(info, [splits[n]]) for n in names}
               for splits in layer_splits]
   parts = [ex[n].x for ex in examples for n in names]
-  shape_buckets = probe_config.get("shape_buckets", True)
+  shape_buckets = buckets.enabled(probe_config.get("shape_buckets"))
   n_x = sum(len(p) for p in parts)
   padding = (buckets.rows(n_x, 4 * parts[0].shape[1]) - n_x
              if shape_buckets else 0)
@@ -519,7 +519,7 @@ def _run_protocol(info: TaskInfo, splits: Mapping[str, SplitEmbeddings],
     else:
       prediction = trainer.predict_split(
           best, trained.x, trained.y, rows=trained.rows[plan.test],
-          shape_buckets=probe_config.get("shape_buckets", True))
+          shape_buckets=buckets.enabled(probe_config.get("shape_buckets")))
     scores = _test_metrics(info, test, prediction.probs, chosen)
     test_probs[plan.test] = prediction.probs
     if info.embedding_type == "event":

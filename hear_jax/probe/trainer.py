@@ -164,7 +164,7 @@ def fit_probes(train_x, train_y, valid_x, valid_y, hparams: Sequence[HParams],
                on_check: Callable[[int], None] | None = None,
                checkpoint: checkpoint_lib.ProbeCheckpoint | None = None,
                devices: Sequence[jax.Device] | None = None,
-               shape_buckets: bool = True) -> list[FitResult]:
+               shape_buckets: bool | None = None) -> list[FitResult]:
   """Trains one head per `hparams` entry on one split; results in order.
 
   Args:
@@ -218,7 +218,7 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
                 on_check: Callable[[int], None] | None = None,
                 checkpoint: checkpoint_lib.ProbeCheckpoint | None = None,
                 devices: Sequence[jax.Device] | None = None,
-                shape_buckets: bool = True) -> list[FitResult]:
+                shape_buckets: bool | None = None) -> list[FitResult]:
   """Trains every member's head; results in the same order.
 
   All members index one embedding matrix, placed on the devices once: a
@@ -251,6 +251,7 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
       another task in the same buckets reuses the compiled programs (rows
       of x past every member's are padding already: pass x padded to
       `buckets.rows` to save a copy). Numbers change only by rounding.
+      None: on for accelerators, off on a CPU (`buckets.enabled`).
   """
   if not members:
     raise ValueError("fit_members: no members")
@@ -272,6 +273,7 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
   # One copy of the embeddings on the devices, shared by every group
   # (`stack_rows` makes it; an array already there is used as is).
   n_labels, n_x = int(np.shape(y)[1]), int(np.shape(x)[0])
+  shape_buckets = buckets.enabled(shape_buckets, devices)
   if shape_buckets:
     n_rows = buckets.rows(np.shape(x)[0], 4 * np.shape(x)[1])
     pad_rows = n_rows - np.shape(x)[0]
