@@ -80,8 +80,9 @@ Protocol (hear-reference.md §5.3), with the choices this port makes:
 
 The modules: `members` (heads, keys, the mesh and placing arrays on it),
 `program` (the compiled epochs and validation), `driver` (the host loop:
-dispatch, early stopping, compaction, checkpoints, progress) and
-`prediction`; this module checks the inputs and groups the members.
+dispatch, early stopping, compaction, checkpoints, progress),
+`prediction` and `buckets` (the sizes programs are compiled for); this
+module checks the inputs, pads them to the buckets and groups the members.
 
 Keys: member i uses `fold_in(key, i)` (see `member_keys`); pass a batch of
 M keys instead to control each member's key, e.g. to refit one member alone.
