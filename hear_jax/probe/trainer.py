@@ -286,8 +286,11 @@ def fit_members(x, y, members: Sequence[Member], *, multilabel: bool,
     elif pad_rows:
       x = jnp.pad(x.astype(jnp.float32), ((0, pad_rows), (0, 0)))
     if pad_rows or pad_classes:
-      y = np.pad(np.asarray(y, np.float32),
-                 ((0, pad_rows), (0, pad_classes)))
+      # On the devices when it is there already: a y replicated over
+      # several processes cannot come back to one host.
+      pad = ((0, pad_rows), (0, pad_classes))
+      y = (jnp.pad(y.astype(jnp.float32), pad) if isinstance(y, jax.Array)
+           else np.pad(np.asarray(y, np.float32), pad))
   if not isinstance(x, jax.Array) or x.dtype != jnp.float32:
     x = stack_rows([np.asarray(x)], devices)
   if not isinstance(y, jax.Array) or y.dtype != jnp.float32:
