@@ -95,9 +95,9 @@ running the probe's programs allocate is (the table also prints it in MB,
 tasks (4-30 MB of embeddings) it dominates the ratio (measured here: about
 +290 MB for one grid point of the faster grid, +1.35 GB for the default
 grid on the 512-d scene task), so the < 2 target is printed only from
-400 MB of embeddings up (the other cases print the ratio alone). Where clear_refs is not writable the mark is not
-reset and the ratio also covers reading the embeddings (marked in the
-JSON).
+400 MB of embeddings up (the other cases print the ratio alone). Where
+clear_refs is not writable the mark is not reset and the ratio also covers
+reading the embeddings (marked in the JSON).
 
 FLOP rate. The training hear_jax actually did, counted analytically from the
 FitResults (`TaskOutcome.grid`: every grid point on split 0; `.fits`: the
@@ -130,8 +130,9 @@ of the whole processes (what a user waits for): never below 1 (hear_jax
 never slower), >= 1.5 on both 512-d scene cases, >= 1.3 on the 4096-d scene
 case, >= 2 on the event case; head training at >= 75 % of the fp32 matmul
 peak on the scene cases of 512-d and more; scores within tolerance; mem
-ratio < 2 from 400 MB of embeddings up. A missed target does not change the exit status; a failed run
-does (its log's tail is printed; logs are in <cache>/logs/).
+ratio < 2 from 400 MB of embeddings up. A missed target does not change
+the exit status; a failed run does (its log's tail is printed; logs are in
+<cache>/logs/).
 
 Output: the table on stdout, and everything (per-case timings, memory,
 member epochs, heareval's per-fold best epoch and, from its CSV logs, the
