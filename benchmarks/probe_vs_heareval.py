@@ -30,7 +30,7 @@ Cases (embeddings built once, cached under --cache, default /tmp/probe_bench):
   splits), `--tvt_clips` of them (default 2916: 1764/576/576), rendered at
   16 kHz, `pitch_acc`. `--tvt_dims=512` embeds them with the 512-d melstats
   above, 2048 with `crepe` (HEAR's CREPE, 2048-d scene embeddings: pitch is
-  what it was made for; embedding 2916 clips takes ~45 min on 2 CPU cores,
+  what it was made for; embedding the 2916 clips took 103 s on 2 CPU cores,
   once: the embeddings are cached).
 - event: the demo sound_events task (100 ten-second scenes, 11 classes,
   train/valid/test 60/20/20) embedded by `--event_model` (default `melstats`,
