@@ -13,8 +13,9 @@ FLOP rate and scores.
 
 Cases (embeddings built once, cached under --cache, default /tmp/probe_bench):
 
-- scene k-fold, ESC-50-sized: `--kfold_clips` (default 3000) one-second
-  clips of the demo spoken_commands generator (12 balanced classes; 1800 is
+- scene k-fold, 5 folds as ESC-50 has (its 2000 clips; here
+  `--kfold_clips`, default 3000): one-second clips of the demo
+  spoken_commands generator (12 balanced classes; 1800 is
   the demo config itself) pooled and re-split into 5 folds fold00..fold04
   (stratified by label: each label's clips, ordered by crc32 of their id, are
   dealt round-robin, continuing where the previous label stopped; speakers
