@@ -13,19 +13,18 @@ FLOP rate and scores.
 
 Cases (embeddings built once, cached under --cache, default /tmp/probe_bench):
 
-- scene k-fold, 5 folds as ESC-50 has (its 2000 clips; here
-  `--kfold_clips`, default 3000): one-second clips of the demo
-  spoken_commands generator (12 balanced classes; 1800 is
-  the demo config itself) pooled and re-split into 5 folds fold00..fold04
-  (stratified by label: each label's clips, ordered by crc32 of their id, are
-  dealt round-robin, continuing where the previous label stopped; speakers
-  are NOT kept apart), `split_mode: new_split_kfold` (hearpreprocess's
-  mode for folds it makes; the predictions runner treats it exactly as
-  ESC-50's `presplit_kfold`). Two embeddings: `--scene_dims=4096` is hear_jax's
-  `naive` model (hearbaseline.naive's 4096-d architecture), 512 is
-  `melstats(n_mels=256, sample_rate=22050)` (mean and std of 256 log-mel
-  bands; 22.05 kHz because at 16 kHz 256 bands leave some without an FFT
-  bin).
+- scene k-fold (5 folds, as ESC-50): `--kfold_clips` (default 3000)
+  one-second clips of the demo spoken_commands generator (12 balanced
+  classes; 1800 is the demo config itself) pooled and re-split into 5 folds
+  fold00..fold04 (stratified by label: each label's clips, ordered by crc32
+  of their id, are dealt round-robin, continuing where the previous label
+  stopped; speakers are NOT kept apart), `split_mode: new_split_kfold`
+  (hearpreprocess's mode for folds it makes; the predictions runner treats
+  it exactly as ESC-50's `presplit_kfold`). Two embeddings:
+  `--scene_dims=4096` is hear_jax's `naive` model (hearbaseline.naive's
+  4096-d architecture), 512 is `melstats(n_mels=256, sample_rate=22050)`
+  (mean and std of 256 log-mel bands; 22.05 kHz because at 16 kHz 256 bands
+  leave some without an FFT bin).
 - scene train/valid/test (`--tasks=scene_tvt`): the demo pitch builder's
   notes (tasks/demo/pitch: 36 pitch classes, GM instruments disjoint between
   splits), `--tvt_clips` of them (default 2916: 1764/576/576), rendered at
